@@ -1,0 +1,192 @@
+"""Run directories and checkpoints: atomic writes, `best`/`last` links, loading for resume and inference.
+
+A run directory describes itself:
+
+    runs/<name>/
+      config.toml            resolved config (every key)
+      vocab.json             token id -> character
+      checkpoints/
+        epoch1.95_val1.6231/ model.weights.h5, optimizer.npz, rnn_state.npz, trainer_state.json
+        best -> epoch...     symlink to the checkpoint with the lowest validation loss
+        last -> epoch...     symlink to the newest checkpoint
+      logs/                  TensorBoard
+      history.jsonl          one line per evaluation
+
+A checkpoint is written into a hidden temporary directory and renamed into place, and the links are
+replaced atomically, so a killed process never leaves a checkpoint (or a link) that does not load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tfchar import config as config_lib
+from tfchar.errors import CheckpointError
+from tfchar.vocab import Vocab
+
+WEIGHTS = "model.weights.h5"
+OPTIMIZER = "optimizer.npz"
+RNN_STATE = "rnn_state.npz"
+TRAINER_STATE = "trainer_state.json"
+
+
+def checkpoint_name(epoch_float: float, val_loss: float) -> str:
+    """char-rnn's naming: epoch (fractional) and validation loss, e.g. `epoch1.95_val1.6231`."""
+    return f"epoch{epoch_float:.2f}_val{val_loss:.4f}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(ckpt_root: Path, name: str, model, optimizer, trainer_state: dict,
+                    rnn_state: list[np.ndarray] | None = None) -> Path:
+    """Write a complete checkpoint directory atomically and point `last` at it. Returns its path."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / name
+    if final.exists():
+        final = ckpt_root / f"{name}_step{trainer_state['step']}"
+    tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    model.save_weights(tmp / WEIGHTS)
+    if optimizer is not None and optimizer.built:
+        store = {}
+        optimizer.save_own_variables(store)
+        np.savez(tmp / OPTIMIZER, **store)
+    if rnn_state:
+        np.savez(tmp / RNN_STATE, *rnn_state)
+    (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1))
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.rename(tmp, final)
+    _fsync_dir(ckpt_root)
+    point(ckpt_root, "last", final.name)
+    return final
+
+
+def point(ckpt_root: Path, link: str, target_name: str) -> None:
+    """Atomically make `ckpt_root/link` a relative symlink to `target_name`."""
+    tmp = ckpt_root / f".{link}.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target_name, tmp)
+    os.replace(tmp, ckpt_root / link)
+
+
+def prune(ckpt_root: Path, keep: int) -> None:
+    """Delete all but the `keep` newest named checkpoints, never the targets of `best` or `last`."""
+    if keep <= 0:
+        return
+    protected = {os.readlink(ckpt_root / l) for l in ("best", "last") if (ckpt_root / l).is_symlink()}
+    named = [p for p in ckpt_root.iterdir()
+             if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+    named.sort(key=lambda p: read_trainer_state(p).get("step", 0))
+    for p in named[:-keep]:
+        if p.name not in protected:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def clean_temporaries(ckpt_root: Path) -> None:
+    """Remove leftovers of writes that a killed process did not finish."""
+    if ckpt_root.is_dir():
+        for p in ckpt_root.glob(".tmp-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def read_trainer_state(ckpt: Path) -> dict:
+    try:
+        return json.loads((ckpt / TRAINER_STATE).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{ckpt} is not a tfchar checkpoint (no {TRAINER_STATE})") from None
+    except ValueError:
+        raise CheckpointError(f"{ckpt}/{TRAINER_STATE} is corrupt: resume from another checkpoint") from None
+
+
+def load_weights(model, ckpt: Path) -> None:
+    """Load a checkpoint's weights into a model of the same architecture (any batch size)."""
+    path = Path(ckpt) / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt} has no {WEIGHTS}: not a tfchar checkpoint, or an unfinished write")
+    try:
+        model.load_weights(path)
+    except Exception as e:  # h5py/Keras raise many types for truncated or mismatched files
+        raise CheckpointError(f"cannot load {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
+                              f"the file is corrupt or from a different model shape; use another checkpoint") from None
+
+
+def load_optimizer(optimizer, model, ckpt: Path) -> bool:
+    """Restore optimizer slots and iteration count; False if the checkpoint has none."""
+    path = Path(ckpt) / OPTIMIZER
+    if not path.is_file():
+        return False
+    optimizer.build(model.trainable_variables)
+    try:
+        with np.load(path) as data:
+            optimizer.load_own_variables({k: data[k] for k in data.files})
+    except Exception as e:
+        raise CheckpointError(f"cannot load {path} ({type(e).__name__}): the optimizer state is corrupt") from None
+    return True
+
+
+def load_rnn_state(ckpt: Path) -> list[np.ndarray] | None:
+    path = Path(ckpt) / RNN_STATE
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A run dir -> its `best` (or `last`) checkpoint; a checkpoint dir -> itself."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p} does not exist: give a run directory (runs/<name>) or one of its checkpoints")
+    if (p / WEIGHTS).is_file():
+        return p
+    root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    link = root / which
+    if link.exists():
+        return link.resolve()
+    other = root / ("last" if which == "best" else "best")
+    if other.exists():
+        return other.resolve()
+    raise CheckpointError(f"{p} has no checkpoint yet: train it with python -m tfchar.fit first")
+
+
+def run_dir_of(ckpt: Path) -> Path:
+    """The run directory that holds a checkpoint (two levels up)."""
+    return Path(ckpt).resolve().parent.parent
+
+
+def load_run(path: str | Path, which: str = "best") -> tuple[config_lib.Config, Vocab, Path]:
+    """(resolved config, vocabulary, checkpoint) of a run dir or one of its checkpoints."""
+    ckpt = resolve_checkpoint(path, which)
+    run = run_dir_of(ckpt)
+    if not (run / "config.toml").is_file():
+        raise CheckpointError(f"{run} has no config.toml: not a tfchar run directory")
+    cfg = config_lib.load_resolved(run / "config.toml")
+    vocab = Vocab.load(run / "vocab.json", unit=cfg.data.unit)
+    return cfg, vocab, ckpt
+
+
+def load_inference_model(path: str | Path, batch_size: int = 1, stateful: bool = True, which: str = "best"):
+    """(model, config, vocab): a run's model rebuilt for generation (no dropout; batch `batch_size`)."""
+    from tfchar.models import build_from_config
+
+    cfg, vocab, ckpt = load_run(path, which)
+    model = build_from_config(cfg.model, len(vocab), batch_size=batch_size, seq_length=None,
+                              stateful=stateful)
+    load_weights(model, ckpt)
+    return model, cfg, vocab

@@ -1,0 +1,341 @@
+"""Typed configuration: one frozen dataclass per section, TOML pipelines and `--section.key=value` overrides.
+
+A pipeline file holds overrides only; everything else takes the defaults below (char-rnn's, unless a
+comment says why not). Unknown sections or keys, wrong types and impossible values raise `ConfigError`
+naming the key, so a typo never silently trains the wrong model.
+
+Example:
+    cfg = load_config("pipelines/tiny_shakespeare.toml", ["--model.rnn_size=256"])
+    cfg.model.rnn_size  # 256
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from tfchar.errors import ConfigError
+
+
+def _f(default, help: str):
+    """A config field with its documentation (shown by `--help` and written into config.toml)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _f("tfds:tiny_shakespeare",
+                     "text to model: tfds:NAME, a text file, or a folder (its input.txt, else all *.txt sorted)")
+    tfds_feature: str = _f("text", "for tfds: sources, the text feature to read")
+    tfds_data_dir: str = _f("", "TFDS data dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    manual_dir: str = _f("", "folder holding a manually downloaded TFDS file ('' = <tfds data dir>/downloads/manual)")
+    unit: str = _f("char", "char: Unicode code points; byte: raw bytes (vocab <= 256, any binary-safe text)")
+    batch_size: int = _f(50, "sequences per batch; in the stateful scheme, the number of parallel text streams")
+    seq_length: int = _f(50, "time steps per training window (truncated BPTT length)")
+    val_frac: float = _f(0.05, "fraction of a file/folder source held out for validation (TFDS uses its own splits)")
+    test_frac: float = _f(0.05, "fraction of a file/folder source held out for testing (TFDS uses its own splits)")
+    cache_dir: str = _f("", "where encoded corpora are cached ('' = $TFCHAR_CACHE or ~/.cache/tfchar)")
+
+    def validate(self) -> None:
+        _positive(self, "batch_size", "seq_length")
+        _choice(self, "unit", ("char", "byte"))
+        if not self.source.strip():
+            raise ConfigError("data.source is empty: give tfds:NAME, a text file or a folder")
+        for key in ("val_frac", "test_frac"):
+            v = getattr(self, key)
+            if not 0.0 <= v < 0.5:
+                raise ConfigError(f"data.{key} = {v} is outside [0, 0.5): use e.g. 0.05")
+        if self.val_frac + self.test_frac >= 0.5:
+            raise ConfigError("data.val_frac + data.test_frac must stay below 0.5 so most text is trained on")
+        if self.source.startswith("tfds:") and not self.tfds_feature:
+            raise ConfigError("data.tfds_feature is empty: name the dataset's text feature, e.g. text")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = _f("lstm", "recurrent cell: lstm, gru (Keras reset_after variant) or rnn (vanilla tanh)")
+    rnn_size: int = _f(128, "hidden units per layer (H)")
+    num_layers: int = _f(2, "stacked recurrent layers")
+    dropout: float = _f(0.0, "dropout between layers and before the output layer (0 = off)")
+    # char-rnn feeds one-hot vectors; torch-rnn learned a 64-wide embedding (wordvec_size) at the same quality.
+    embedding_dim: int = _f(64, "width of the learned character embedding (E)")
+
+    def validate(self) -> None:
+        _choice(self, "cell", ("lstm", "gru", "rnn"))
+        _positive(self, "rnn_size", "num_layers", "embedding_dim")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout = {self.dropout} is outside [0, 1): use e.g. 0.25")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _f(50, "passes over the training split")
+    max_steps: int = _f(0, "stop after this many optimizer steps (0 = no limit; for smoke runs)")
+    learning_rate: float = _f(2e-3, "Adam learning rate")
+    lr_decay: float = _f(0.97, "multiply the learning rate by this each epoch after lr_decay_after (char-rnn)")
+    lr_decay_after: int = _f(10, "epochs at the full learning rate before decay starts (char-rnn)")
+    grad_clip: float = _f(5.0, "clip gradients to this global norm (0 = off)")
+    scheme: str = _f("stateful", "stateful: contiguous streams, state carried; windows: shuffled windows from zero state; "
+                     "overlap: shuffled overlapping windows; single_loss: loss on the last position only")
+    stride: int = _f(0, "overlap scheme: offset between window starts (0 = seq_length // 2)")
+    burn_in: int = _f(0, "overlap scheme: leading positions of each window left out of the loss")
+    eval_every: int = _f(1000, "evaluate on the validation split every N steps (and at each epoch end; 0 = epoch ends only)")
+    keep_checkpoints: int = _f(5, "named checkpoints to keep besides best and last (0 = keep all)")
+    sample_length: int = _f(300, "characters of sample text logged to TensorBoard at each evaluation (0 = none)")
+    name: str = _f("", "run name ('' = the pipeline file's name, else the source's)")
+    run_dir: str = _f("", "run directory ('' = runs/<name>, numbered if taken)")
+    resume: bool = _f(False, "continue the run in run_dir from its last checkpoint (optimizer, step, data position)")
+    init_from: str = _f("", "start from the weights of this run dir or checkpoint (same vocabulary and shape)")
+    seed: int = _f(123, "random seed for weights, dropout and shuffling")
+    strategy: str = _f("default", "tf.distribute strategy: default, mirrored or multi_worker (TF_CONFIG)")
+
+    def validate(self) -> None:
+        _positive(self, "epochs")
+        _non_negative(self, "max_steps", "eval_every", "keep_checkpoints", "sample_length", "stride", "burn_in")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"train.learning_rate = {self.learning_rate} must be a positive number, e.g. 0.002")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ConfigError(f"train.lr_decay = {self.lr_decay} must be in (0, 1]; 1 disables decay")
+        if self.lr_decay_after < 0:
+            raise ConfigError("train.lr_decay_after must be >= 0")
+        if self.grad_clip < 0:
+            raise ConfigError(f"train.grad_clip = {self.grad_clip} must be >= 0 (0 = no clipping)")
+        _choice(self, "scheme", ("stateful", "windows", "overlap", "single_loss"))
+        _choice(self, "strategy", ("default", "mirrored", "multi_worker"))
+        if self.name and (os.sep in self.name or self.name.startswith(".")):
+            raise ConfigError(f"train.name = {self.name!r} must be a plain name, not a path (use train.run_dir)")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    on_finish: bool = _f(True, "export the best checkpoint when fit finishes")
+    out: str = _f("", "export directory ('' = saved_models/<run name>)")
+    int8: bool = _f(True, "also write model_int8.tflite (dynamic-range quantized)")
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    algorithm: str = _f("hyperband", "Keras Tuner algorithm: hyperband, bayesian or random")
+    space: str = _f("tuning/default_space.toml", "search space file")
+    max_trials: int = _f(10, "trials to run (bayesian/random); hyperband derives its own count")
+    max_epochs: int = _f(4, "epochs for the longest trial")
+    executions_per_trial: int = _f(1, "training runs averaged per trial")
+    seed: int = _f(7, "tuner seed")
+    project: str = _f("", "output folder under tuning/ ('' = the pipeline's name)")
+    resume: bool = _f(False, "continue an interrupted search instead of starting over")
+
+    def validate(self) -> None:
+        _choice(self, "algorithm", ("hyperband", "bayesian", "random"))
+        _positive(self, "max_trials", "max_epochs", "executions_per_trial")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+    def validate(self) -> "Config":
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate()
+        return self
+
+    def replace(self, **sections: dict) -> "Config":
+        """A copy with `section={key: value}` overrides applied and validated."""
+        raw = to_dict(self)
+        for section, values in sections.items():
+            raw.setdefault(section, {}).update(values)
+        return from_dict(raw)
+
+
+_SECTION_CLASSES = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+SECTIONS = tuple(_SECTION_CLASSES)
+
+
+def _positive(obj, *keys):
+    for key in keys:
+        if getattr(obj, key) <= 0:
+            raise ConfigError(f"{_section_of(obj)}.{key} = {getattr(obj, key)} must be positive")
+
+
+def _non_negative(obj, *keys):
+    for key in keys:
+        if getattr(obj, key) < 0:
+            raise ConfigError(f"{_section_of(obj)}.{key} = {getattr(obj, key)} must be >= 0")
+
+
+def _choice(obj, key, choices):
+    if getattr(obj, key) not in choices:
+        raise ConfigError(f"{_section_of(obj)}.{key} = {getattr(obj, key)!r} is not one of: {', '.join(choices)}")
+
+
+def _section_of(obj) -> str:
+    for name, cls in _SECTION_CLASSES.items():
+        if isinstance(obj, cls):
+            return name
+    return type(obj).__name__
+
+
+def _field_types(section: str) -> dict[str, type]:
+    cls = _SECTION_CLASSES[section]
+    defaults = cls()
+    return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(cls)}
+
+
+def _coerce(section: str, key: str, value: Any, from_text: bool):
+    """Check (TOML) or parse (command line) one value against the field's type."""
+    types = _field_types(section)
+    if key not in types:
+        raise ConfigError(f"unknown key {section}.{key}; known {section} keys: {', '.join(types)}")
+    want = types[key]
+    name = f"{section}.{key}"
+    if from_text:
+        text = str(value).strip()
+        try:
+            if want is bool:
+                low = text.lower()
+                if low in ("true", "1", "yes", "on"):
+                    return True
+                if low in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError
+            if want is int:
+                return int(text)
+            if want is float:
+                return float(text)
+            return str(value)
+        except ValueError:
+            raise ConfigError(f"{name} expects {want.__name__}, got {text!r}") from None
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not want:
+        raise ConfigError(f"{name} expects {want.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(raw: dict) -> Config:
+    """Build and validate a Config from a {section: {key: value}} mapping (TOML types are checked)."""
+    sections = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of key = value lines")
+        sections[section] = _SECTION_CLASSES[section](
+            **{k: _coerce(section, k, v, from_text=False) for k, v in values.items()})
+    return Config(**sections).validate()
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def read_toml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"pipeline file {p} does not exist: check the path (pipelines/ holds the shipped ones)")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p} is not valid TOML ({e}): fix the file") from None
+
+
+def parse_overrides(args: Sequence[str]) -> dict:
+    """Turn `--section.key=value` (or `--section.key value`) arguments into {section: {key: text}}."""
+    out: dict = {}
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
+            raise ConfigError(f"unexpected argument {arg!r}: overrides look like --section.key=value, "
+                              f"e.g. --model.rnn_size=256")
+        if "=" in arg:
+            dotted, value = arg[2:].split("=", 1)
+        elif i + 1 < len(args):
+            dotted, value = arg[2:], args[i + 1]
+            i += 1
+        else:
+            raise ConfigError(f"{arg} needs a value: {arg}=VALUE")
+        section, _, key = dotted.partition(".")
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section in {arg}; known sections: {', '.join(SECTIONS)}")
+        out.setdefault(section, {})[key] = _coerce(section, key, value, from_text=True)
+        i += 1
+    return out
+
+
+def load_config(pipeline: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the pipeline file's overrides, then command-line overrides; validated."""
+    raw: dict = {}
+    if pipeline:
+        for section, values in read_toml(pipeline).items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{pipeline}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{pipeline}: {section} must be a [{section}] table")
+            raw[section] = dict(values)
+        from_dict(raw)  # check the file on its own, so errors name the file's keys before the flags'
+    for section, values in parse_overrides(overrides).items():
+        raw.setdefault(section, {}).update(values)
+    return from_dict(raw)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{s}"'
+
+
+def dumps(cfg: Config, sections: Sequence[str] | None = None) -> str:
+    """The resolved config as TOML, each key with its help text as a comment."""
+    lines = []
+    for f in dataclasses.fields(cfg):
+        if sections is not None and f.name not in sections:
+            continue
+        sec = getattr(cfg, f.name)
+        lines.append(f"[{f.name}]")
+        for sf in dataclasses.fields(sec):
+            lines.append(f"# {sf.metadata.get('help', '')}")
+            lines.append(f"{sf.name} = {_toml_value(getattr(sec, sf.name))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save(cfg: Config, path: str | Path, sections: Sequence[str] | None = None) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(dumps(cfg, sections), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_resolved(path: str | Path) -> Config:
+    """Read a run's or an export's config.toml (any subset of sections; the rest default)."""
+    return from_dict(read_toml(path))
+
+
+def help_text() -> str:
+    lines = ["configuration keys (--section.key=value):"]
+    for f in dataclasses.fields(Config):
+        for sf in dataclasses.fields(_SECTION_CLASSES[f.name]):
+            default = getattr(_SECTION_CLASSES[f.name](), sf.name)
+            lines.append(f"  --{f.name}.{sf.name}={_toml_value(default)}\n      {sf.metadata.get('help', '')}")
+    return "\n".join(lines)
