@@ -2,7 +2,32 @@
 
 import os as _os
 
-# TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) hides tfchar's own output.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 __version__ = "0.1.0"
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter (CUDA probing, CPU notes) kept off stderr.
+
+    That chatter is written before absl logging is set up, so TF_CPP_MIN_LOG_LEVEL alone does not hide it.
+    TFCHAR_VERBOSE=1 shows it; Python exceptions raised by the import still reach the user.
+    """
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if _os.environ.get("TFCHAR_VERBOSE"):
+        return
+    try:
+        saved = _os.dup(2)
+    except OSError:
+        return
+    devnull = _os.open(_os.devnull, _os.O_WRONLY)
+    try:
+        _os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe logs here when no GPU driver exists
+    finally:
+        _os.dup2(saved, 2)
+        _os.close(saved)
+        _os.close(devnull)
+
+
+_import_tensorflow_quietly()

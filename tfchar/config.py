@@ -133,7 +133,7 @@ class TuneConfig:
     max_trials: int = _f(10, "trials to run (bayesian/random); hyperband derives its own count")
     max_epochs: int = _f(4, "epochs for the longest trial")
     executions_per_trial: int = _f(1, "training runs averaged per trial")
-    seed: int = _f(7, "tuner seed")
+    seed: int = _f(7, "seed of the tuner's search (trial order)")
     project: str = _f("", "output folder under tuning/ ('' = the pipeline's name)")
     resume: bool = _f(False, "continue an interrupted search instead of starting over")
 

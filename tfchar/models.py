@@ -1,6 +1,7 @@
 """The char-RNN: embedding -> stacked LSTM/GRU/SimpleRNN (dropout between) -> dense logits.
 
-Plain Keras layers, so a GPU runs cuDNN kernels where Keras can. Layer names are a contract with the
+Plain Keras layers, so a GPU runs cuDNN kernels where Keras can; on a CPU the weight-compatible fused
+layers of `tfchar.fused` run instead (`fast="auto"`), several times faster and numerically the same. Layer names are a contract with the
 exporter and with checkpoints: `embedding`, `rnn_0` ... `rnn_{L-1}`, `logits`.
 
 Example:
@@ -22,7 +23,8 @@ STATES_PER_LAYER = {"lstm": 2, "gru": 1, "rnn": 1}
 
 def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_layers: int = 2,
                 dropout: float = 0.0, embedding_dim: int = 64, batch_size: int | None = None,
-                seq_length: int | None = None, stateful: bool = False, seed: int | None = None) -> keras.Model:
+                seq_length: int | None = None, stateful: bool = False, seed: int | None = None,
+                fast: str = "auto") -> keras.Model:
     """Build the language model.
 
     Args:
@@ -36,6 +38,9 @@ def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_la
         seq_length: T, or None for any length.
         stateful: carry each layer's final state into the next call (reset with `reset_states`).
         seed: seed for weight initializers and dropout, for reproducible runs.
+        fast: which implementation runs the recurrent layers: "fused" (`tfchar.fused`, fast on CPU),
+            "keras" (the Keras layers: cuDNN on a GPU), or "auto" (fused unless a GPU is visible). Both have
+            the same weights and variable paths, so checkpoints and exports do not depend on it.
 
     Returns:
         A `keras.Model` mapping int32[B, T] token ids to float32[B, T, V] logits.
@@ -44,6 +49,7 @@ def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_la
         raise ValueError(f"unknown cell {cell!r}; use one of {sorted(CELLS)}")
     if stateful and not batch_size:
         raise ValueError("a stateful model needs a fixed batch_size")
+    layer_cls = rnn_layer_class(cell, fast)
     seeds = iter(range(seed * 1000, seed * 1000 + 1000)) if seed is not None else None
 
     def init(kind):
@@ -57,7 +63,7 @@ def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_la
                       kernel_initializer=init("GlorotUniform"), recurrent_initializer=init("Orthogonal"))
         if cell == "gru":
             kwargs["reset_after"] = True
-        x = CELLS[cell](rnn_size, **kwargs)(x)  # [B, T, H]
+        x = layer_cls(rnn_size, **kwargs)(x)  # [B, T, H]
         if dropout > 0:
             x = keras.layers.Dropout(dropout, seed=next(seeds) if seeds else None, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(vocab_size, kernel_initializer=init("GlorotUniform"), name="logits")(x)  # [B, T, V]
@@ -65,12 +71,30 @@ def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_la
 
 
 def build_from_config(model_cfg, vocab_size: int, batch_size: int | None = None, seq_length: int | None = None,
-                      stateful: bool = False, seed: int | None = None) -> keras.Model:
+                      stateful: bool = False, seed: int | None = None, fast: str = "auto") -> keras.Model:
     """`build_model` with the fields of a `config.ModelConfig`."""
     return build_model(vocab_size, cell=model_cfg.cell, rnn_size=model_cfg.rnn_size,
                        num_layers=model_cfg.num_layers, dropout=model_cfg.dropout,
                        embedding_dim=model_cfg.embedding_dim, batch_size=batch_size, seq_length=seq_length,
-                       stateful=stateful, seed=seed)
+                       stateful=stateful, seed=seed, fast=fast)
+
+
+FAST_CHOICES = ("auto", "fused", "keras")
+
+
+def rnn_layer_class(cell: str, fast: str = "auto"):
+    """The recurrent layer class for `cell` under `fast` ("auto": fused on CPU, Keras when a GPU is visible)."""
+    if fast not in FAST_CHOICES:
+        raise ValueError(f"unknown fast={fast!r}; use one of {FAST_CHOICES}")
+    if fast == "auto":
+        import tensorflow as tf
+
+        fast = "keras" if tf.config.list_logical_devices("GPU") else "fused"
+    if fast == "keras":
+        return CELLS[cell]
+    from tfchar.fused import FUSED
+
+    return FUSED[cell]
 
 
 def rnn_layers(model: keras.Model) -> list:

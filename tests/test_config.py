@@ -1,0 +1,81 @@
+import dataclasses
+
+import pytest
+
+from tfchar import config as C
+from tfchar.errors import ConfigError
+
+
+def test_defaults_follow_char_rnn():
+    cfg = C.Config()
+    assert (cfg.model.cell, cfg.model.rnn_size, cfg.model.num_layers, cfg.model.dropout) == ("lstm", 128, 2, 0.0)
+    assert (cfg.data.batch_size, cfg.data.seq_length) == (50, 50)
+    assert (cfg.train.learning_rate, cfg.train.grad_clip) == (2e-3, 5.0)
+    assert cfg.data.source == "tfds:tiny_shakespeare"
+
+
+def test_issue_keys_exist():
+    names = {f"{s.name}.{f.name}" for s in dataclasses.fields(C.Config) for f in dataclasses.fields(getattr(C.Config(), s.name))}
+    for key in ["data.source", "data.batch_size", "data.seq_length", "data.val_frac", "data.test_frac", "data.unit",
+                "model.cell", "model.rnn_size", "model.num_layers", "model.dropout", "model.embedding_dim",
+                "train.epochs", "train.max_steps", "train.learning_rate", "train.grad_clip", "train.scheme",
+                "train.eval_every", "train.run_dir", "train.resume", "train.init_from", "train.seed",
+                "data.tfds_feature", "export.on_finish"]:
+        assert key in names
+
+
+def test_every_field_is_documented():
+    for s in dataclasses.fields(C.Config):
+        for f in dataclasses.fields(getattr(C.Config(), s.name)):
+            assert len(f.metadata.get("help", "")) > 10, f"{s.name}.{f.name} has no help text"
+
+
+def test_pipeline_then_command_line_overrides(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[model]\nrnn_size = 256\ndropout = 0.25\n[train]\nlearning_rate = 1\n')
+    cfg = C.load_config(p, ["--model.rnn_size=64", "--train.resume", "true"])
+    assert cfg.model.rnn_size == 64          # command line wins
+    assert cfg.model.dropout == 0.25         # pipeline kept
+    assert cfg.train.learning_rate == 1.0    # TOML int accepted for a float key
+    assert cfg.train.resume is True
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--model.rnn_size=0"], "model.rnn_size"),
+    (["--model.dropout=1.5"], "model.dropout"),
+    (["--data.seq_length=0"], "data.seq_length"),
+    (["--model.nope=1"], "model.nope"),
+    (["--model.rnn_size=big"], "model.rnn_size"),
+    (["--model.cell=transformer"], "model.cell"),
+    (["--train.scheme=magic"], "train.scheme"),
+    (["--train.resume=maybe"], "train.resume"),
+    (["--nosection.key=1"], "nosection"),
+    (["rnn_size=3"], "rnn_size=3"),
+])
+def test_bad_values_name_the_key(args, names):
+    with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
+        C.load_config(None, args)
+
+
+def test_toml_type_errors_name_the_key(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[model]\nrnn_size = "256"\n')
+    with pytest.raises(ConfigError, match=r"model\.rnn_size expects int"):
+        C.load_config(p)
+    p.write_text('[modle]\nrnn_size = 256\n')
+    with pytest.raises(ConfigError, match=r"unknown section \[modle\]"):
+        C.load_config(p)
+    p.write_text('[model\n')
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        C.load_config(p)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = C.load_config(None, ["--model.cell=gru", "--data.source=some text.txt", "--train.name=a"])
+    C.save(cfg, tmp_path / "config.toml")
+    assert C.load_resolved(tmp_path / "config.toml") == cfg
+
+
+def test_shipped_pipelines_are_valid():
+    for p in sorted(C.Path(__file__).resolve().parents[1].glob("pipelines/*.toml")):
+        C.load_config(p)

@@ -1,0 +1,123 @@
+"""The fused CPU layers compute what the Keras layers compute: outputs, gradients, state carry, weight files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from tfchar import fused
+from tfchar.models import build_model, get_states, reset_states, rnn_layers
+
+B, T, E, H = 3, 7, 5, 6
+KERAS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
+CELLS = sorted(KERAS)
+
+
+def _pair(cell, **kwargs):
+    """A Keras layer and a fused layer with identical (non-trivial) weights, both built for [B, T, E]."""
+    ref = KERAS[cell](H, return_sequences=True, **kwargs)
+    new = fused.FUSED[cell](H, return_sequences=True, **kwargs)
+    x = tf.zeros([B, T, E])
+    ref(x), new(x)
+    rng = np.random.default_rng(0)
+    for w in ref.weights:  # random biases too, so every bias path is exercised
+        w.assign(rng.normal(0, 0.5, w.shape).astype("float32"))
+    new.set_weights(ref.get_weights())
+    return ref, new
+
+
+def _value_and_grads(layer, x, training):
+    weights = layer.trainable_weights
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(y * tf.reshape(tf.sin(tf.range(tf.size(y), dtype=tf.float32) * 0.37), y.shape))
+    gx, *gw = tape.gradient(loss, [x, *weights])
+    return y, gx, gw
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("training", [True, False])
+def test_outputs_and_gradients_match_keras(cell, training):
+    ref, new = _pair(cell)
+    x = tf.constant(np.random.default_rng(1).normal(0, 1, (B, T, E)).astype("float32"))
+    ys, gxs, gws = zip(*[_value_and_grads(layer, x, training) for layer in (ref, new)])
+    np.testing.assert_allclose(ys[1], ys[0], atol=1e-5)
+    np.testing.assert_allclose(gxs[1], gxs[0], atol=1e-5)
+    assert [w.path.split("/", 1)[1] for w in new.trainable_weights] == \
+        [w.path.split("/", 1)[1] for w in ref.trainable_weights]
+    for g_new, g_ref, w in zip(gws[1], gws[0], ref.trainable_weights):
+        np.testing.assert_allclose(g_new, g_ref, atol=1e-5, err_msg=w.path)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_compiled_graph_with_unknown_length_and_initial_state(cell):
+    ref, new = _pair(cell, return_state=True)
+    x = np.random.default_rng(2).normal(0, 1, (B, T, E)).astype("float32")
+    states = [tf.constant(np.random.default_rng(3).normal(0, 1, (B, H)).astype("float32"))
+              for _ in range(2 if cell == "lstm" else 1)]
+
+    def run(layer):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, E])])
+        def f(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out = layer(x, initial_state=states, training=True)
+                loss = tf.reduce_sum(tf.square(out[0])) + sum(tf.reduce_sum(s * 1.5) for s in out[1:])
+            return out, tape.gradient(loss, [x] + layer.trainable_weights)
+        return f(tf.constant(x))
+
+    (out_ref, g_ref), (out_new, g_new) = run(ref), run(new)
+    for a, b in zip(out_new + g_new, out_ref + g_ref):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stateful_carry_equals_one_long_call(cell):
+    x = np.random.default_rng(4).normal(0, 1, (B, 2 * T, E)).astype("float32")
+    long_ref, _ = _pair(cell)
+    _, chunked = _pair(cell, stateful=True)
+    want = long_ref(x)
+    got = np.concatenate([chunked(x[:, :T]), chunked(x[:, T:])], axis=1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert len(chunked.states) == (2 if cell == "lstm" else 1)
+    np.testing.assert_allclose(chunked.states[0], want[:, -1], atol=1e-5)
+    chunked.reset_states()
+    assert not np.any(chunked.states[0].numpy())
+    np.testing.assert_allclose(chunked(x[:, :T]), want[:, :T], atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_weight_files_interchange_between_keras_and_fused_models(cell, tmp_path):
+    kw = dict(vocab_size=11, cell=cell, rnn_size=8, num_layers=2, dropout=0.1, embedding_dim=4,
+              batch_size=2, seq_length=5, stateful=True)
+    ids = np.random.default_rng(5).integers(0, 11, (2, 5)).astype("int32")
+    src = build_model(**kw, seed=1, fast="fused")
+    dst = build_model(**kw, seed=2, fast="keras")
+    assert all(isinstance(l, fused.FUSED[cell]) for l in rnn_layers(src))
+    assert not any(isinstance(l, fused.FUSED[cell]) for l in rnn_layers(dst))
+    assert [w.path for w in src.weights] == [w.path for w in dst.weights]
+    src.save_weights(tmp_path / "fused.weights.h5")
+    dst.load_weights(tmp_path / "fused.weights.h5")
+    np.testing.assert_allclose(dst(ids), src(ids), atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(get_states(dst)), np.concatenate(get_states(src)), atol=1e-5)
+    reset_states(src)
+    dst.save_weights(tmp_path / "keras.weights.h5")
+    back = build_model(**kw, seed=3, fast="fused")
+    back.load_weights(tmp_path / "keras.weights.h5")
+    np.testing.assert_allclose(back(ids), src(ids), atol=1e-5)
+
+
+def test_serializable_config_round_trip():
+    layer = fused.FusedGRU(4, return_sequences=True, stateful=False, name="rnn_0")
+    config = keras.saving.serialize_keras_object(layer)
+    again = keras.saving.deserialize_keras_object(config)
+    assert type(again) is fused.FusedGRU and again.get_config() == layer.get_config()
+
+
+def test_unsupported_configuration_falls_back_to_keras():
+    ref, new = _pair("lstm", go_backwards=True)
+    x = np.random.default_rng(6).normal(0, 1, (B, T, E)).astype("float32")
+    np.testing.assert_allclose(new(x), ref(x), atol=1e-5)

@@ -1,0 +1,193 @@
+"""fit end to end on a small real text: checkpoints, resume, init_from, TensorBoard, divergence, Ctrl-C."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, tiny_overrides
+from tfchar import checkpoint as ckpt_lib
+from tfchar.errors import CheckpointError, ConfigError, TrainingDiverged
+from tfchar.models import build_model, reset_states
+from tfchar.trainer import fit, resolve_config, run
+
+
+def train(source, run_dir, **extra):
+    cfg, rd = resolve_config(None, tiny_overrides(source, run_dir, **extra))
+    return fit(cfg, rd, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def trained(small_text_file, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "r"
+    result = train(small_text_file, run_dir, **{"train.max_steps": 40})
+    return run_dir, result
+
+
+def test_run_dir_describes_itself(trained):
+    run_dir, result = trained
+    assert (run_dir / "config.toml").is_file() and (run_dir / "vocab.json").is_file()
+    ckpts = run_dir / "checkpoints"
+    named = sorted(p.name for p in ckpts.iterdir() if not p.is_symlink())
+    assert all(__import__("re").fullmatch(r"epoch\d+\.\d\d_val\d+\.\d{4}(_step\d+)?", n) for n in named), named
+    assert (ckpts / "best").is_symlink() and (ckpts / "last").is_symlink()
+    history = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [10, 20, 30, 40]
+    assert (ckpts / "best").resolve().name == min(history, key=lambda h: h["val_loss"])["checkpoint"]
+    assert (ckpts / "last").resolve().name == history[-1]["checkpoint"]
+    assert result["best_val_loss"] < math.log(len(json.loads((run_dir / "vocab.json").read_text())))
+    model, cfg, vocab = ckpt_lib.load_inference_model(run_dir)  # nothing else is needed to rebuild it
+    assert model.get_layer("rnn_0").units == cfg.model.rnn_size == 32
+
+
+def test_tensorboard_event_files_hold_scalars_text_and_hparams(trained):
+    run_dir, _ = trained
+    train_ev = EventAccumulator(str(run_dir / "logs" / "train")).Reload()
+    val_ev = EventAccumulator(str(run_dir / "logs" / "validation")).Reload()
+    root_ev = EventAccumulator(str(run_dir / "logs")).Reload()
+    tags = set(train_ev.Tags()["tensors"])
+    assert {"loss", "bpc", "learning_rate", "grad_norm", "chars_per_sec"} <= tags
+    lr = [float(np.asarray(__import__("tensorflow").make_ndarray(e.tensor_proto))) for e in train_ev.Tensors("learning_rate")]
+    assert lr and all(abs(v - 2e-3) < 1e-9 for v in lr)
+    val_tags = set(val_ev.Tags()["tensors"])
+    assert {"loss", "bpc", "sample"} <= val_tags
+    import tensorflow as tf
+    bpcs = [float(tf.make_ndarray(e.tensor_proto)) for e in val_ev.Tensors("bpc")]
+    losses = [float(tf.make_ndarray(e.tensor_proto)) for e in val_ev.Tensors("loss")]
+    assert len(bpcs) == 4 and np.allclose(bpcs, np.array(losses) / math.log(2))
+    sample = tf.make_ndarray(val_ev.Tensors("sample")[-1].tensor_proto).item().decode()
+    assert len(sample) > 20
+    assert "hparams" in root_ev.PluginTagToContent("hparams") or root_ev.PluginTagToContent("hparams")
+
+
+def test_state_carries_across_batches(small_text_file):
+    from tfchar.config import DataConfig
+    from tfchar.corpus import load_corpus
+    from tfchar.data import make_dataset
+    ids = load_corpus(DataConfig(source=str(small_text_file))).train
+    model = build_model(80, "lstm", 32, 2, batch_size=4, seq_length=16, stateful=True, seed=1)
+    (x1, _), (x2, _) = list(make_dataset(ids, 4, 16).take(2))
+    model(x1)
+    carried = np.asarray(model(x2))
+    reset_states(model)
+    fresh = np.asarray(model(x2))
+    assert np.abs(carried - fresh).max() > 1e-3  # the state of batch 1 changes batch 2's predictions
+    reset_states(model)
+    model(x1)
+    np.testing.assert_allclose(np.asarray(model(x2)), carried, atol=1e-6)
+
+
+def test_resume_continues_exactly(small_text_file, tmp_path):
+    straight = tmp_path / "straight"
+    train(small_text_file, straight, **{"train.max_steps": 30})
+    split = tmp_path / "split"
+    train(small_text_file, split, **{"train.max_steps": 20})
+    cfg, rd = resolve_config(None, [f"--train.run_dir={split}", "--train.resume=true", "--train.max_steps=30"])
+    assert cfg.model.rnn_size == 32  # taken from the run, not the defaults
+    fit(cfg, rd, log=lambda s: None)
+    a = [json.loads(l) for l in (straight / "history.jsonl").read_text().splitlines()]
+    b = [json.loads(l) for l in (split / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in b] == [10, 20, 30]
+    assert b[-1]["val_loss"] == pytest.approx(a[-1]["val_loss"], abs=1e-5)  # not a restart: the same curve
+
+
+def test_resume_refuses_model_changes_and_missing_checkpoints(tmp_path, trained):
+    run_dir, _ = trained
+    with pytest.raises(ConfigError, match="cannot change model.rnn_size when resuming"):
+        resolve_config(None, [f"--train.run_dir={run_dir}", "--train.resume=true", "--model.rnn_size=64"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.toml").write_text("")
+    with pytest.raises(CheckpointError, match="no checkpoint yet"):
+        resolve_config(None, [f"--train.run_dir={empty}", "--train.resume=true"])
+    with pytest.raises(ConfigError, match="already holds a run"):
+        resolve_config(None, [f"--train.run_dir={run_dir}"])
+
+
+def test_init_from_needs_the_same_vocabulary(trained, tmp_path):
+    run_dir, _ = trained
+    other = tmp_path / "other.txt"
+    other.write_text("abc def\n" * 3000)
+    with pytest.raises(CheckpointError, match="different vocabulary"):
+        train(other, tmp_path / "x", **{"train.init_from": str(run_dir)})
+
+
+def test_init_from_starts_from_those_weights(trained, small_text_file, tmp_path):
+    run_dir, result = trained
+    new = tmp_path / "warm"
+    r = train(small_text_file, new, **{"train.init_from": str(run_dir), "train.max_steps": 10, "train.learning_rate": 1e-9})
+    assert r["best_val_loss"] == pytest.approx(result["best_val_loss"], abs=2e-3)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(trained, tmp_path):
+    import shutil
+    run_dir, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, symlinks=True)
+    weights = (copy / "checkpoints" / "best").resolve() / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        ckpt_lib.load_inference_model(copy)
+
+
+def test_unfinished_checkpoint_write_is_ignored(trained, small_text_file, tmp_path):
+    import shutil
+    run_dir, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, symlinks=True)
+    partial = copy / "checkpoints" / ".tmp-epoch9.00_val0.1000-999"
+    partial.mkdir()
+    (partial / "model.weights.h5").write_bytes(b"half")
+    last = (copy / "checkpoints" / "last").resolve().name
+    cfg, rd = resolve_config(None, [f"--train.run_dir={copy}", "--train.resume=true", "--train.max_steps=41"])
+    fit(cfg, rd, log=lambda s: None)
+    assert not partial.exists()
+    assert (copy / "checkpoints" / "last").resolve().name != last
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(small_text_file, tmp_path):
+    run_dir = tmp_path / "nan"
+    train(small_text_file, run_dir, **{"train.max_steps": 10})
+    good = (run_dir / "checkpoints" / "last").resolve()
+    cfg, rd = resolve_config(None, [f"--train.run_dir={run_dir}", "--train.resume=true", "--train.max_steps=30",
+                                    "--train.learning_rate=1e38", "--train.grad_clip=0", "--train.eval_every=1"])
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf)") as e:
+        fit(cfg, rd, log=lambda s: None)
+    assert str(good) in str(e.value)
+    assert (run_dir / "checkpoints" / "last").resolve() == good
+    model, _, _ = ckpt_lib.load_inference_model(run_dir, which="last")
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def _fit_cmd(*args):
+    return [sys.executable, "-m", "tfchar.fit", *args]
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_130(small_text_file, tmp_path):
+    run_dir = tmp_path / "int"
+    proc = subprocess.Popen(_fit_cmd(*tiny_overrides(small_text_file, run_dir, **{"train.max_steps": 0,
+                                                                               "train.epochs": 1000})),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "checkpoints" / "last").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert (run_dir / "checkpoints" / "last").exists(), "training never wrote a checkpoint"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"--train.resume=true --train.run_dir={run_dir}" in err
+    last = (run_dir / "checkpoints" / "last").resolve()
+    assert last.name.endswith("_interrupted")
+    ckpt_lib.load_inference_model(last)

@@ -1,0 +1,41 @@
+"""`python -m tfchar.export RUN_DIR --out DIR`: write a run's best checkpoint as SavedModel + TFLite files.
+
+Example:
+    python -m tfchar.export runs/shakespeare --out saved_models/shakespeare
+    python -m tfchar.sample saved_models/shakespeare/model.tflite --prime "ROMEO:"
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tfchar.errors import ConfigError, cli_guard
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a one-line tfchar error instead of usage text."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (see python -m tfchar.export --help)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = _Parser(prog="python -m tfchar.export", description=__doc__.splitlines()[0].split(": ", 1)[1],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run_dir", help="run directory (runs/<name>) or one of its checkpoints")
+    p.add_argument("--out", default="", help="export directory ('' = the run's export.out, else saved_models/<name>)")
+    p.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint of a run dir to export")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip model_int8.tflite")
+    return p.parse_args(argv)
+
+
+@cli_guard
+def main(argv=None) -> None:
+    a = parse_args(argv)
+    from tfchar import exporter  # imports TensorFlow: after the flags are known to parse
+
+    exporter.export_run(a.run_dir, a.out or None, int8=a.int8, which=a.which)
+
+
+if __name__ == "__main__":
+    main()

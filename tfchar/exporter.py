@@ -1,0 +1,247 @@
+"""Export a run's checkpoint for serving and on-device generation, and measure what was exported.
+
+    saved_models/<name>/
+      saved_model/        TF SavedModel: signatures generate (= serving_default), step, vocabulary
+      model.tflite        the same signatures, TFLite builtin ops only (float32)
+      model_int8.tflite   dynamic-range quantized weights (optional)
+      vocab.json          token id -> character, as in the run dir
+      config.toml         the model's [data] and [model] sections
+      metrics.json        bpc of the exported files on the validation and test splits, sizes, parity
+
+Everything is written into a temporary sibling directory and renamed into place, so an interrupted
+export never leaves a half-written model where a previous export was.
+
+Example:
+    metrics = export_run("runs/shakespeare", "saved_models/shakespeare")
+    metrics["test_bpc"], metrics["int8_size_ratio"]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from tfchar import config as config_lib
+from tfchar.checkpoint import load_run, load_weights, run_dir_of
+from tfchar.errors import CheckpointError, TfcharError
+from tfchar.generator import CharGenerator
+from tfchar.models import build_from_config
+
+SIGNATURES = ("generate", "step", "vocabulary")
+EVAL_STREAMS = 64  # parallel chunks per bpc evaluation: ~T/64 calls of `step` instead of T
+PARITY_SHAPE = (8, 32)  # parity check: 8 streams of 32 characters
+
+
+def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", splits: dict | None = None,
+               log: Callable[[str], None] = print) -> dict:
+    """Export a run's checkpoint to SavedModel + TFLite and return its metrics (also in metrics.json).
+
+    Args:
+        run_dir: a run directory (or one of its checkpoints).
+        out_dir: export directory; default: the run's `export.out`, else saved_models/<run name>.
+        int8: also write model_int8.tflite (dynamic-range quantized) and measure it.
+        which: "best" or "last" checkpoint of a run dir.
+        splits: {"val": ids, "test": ids} token id arrays to measure bpc on; default: the run's corpus
+            (`tfchar.corpus.load_corpus(cfg.data)`); bpc is skipped if that cannot be loaded.
+        log: receives short progress lines.
+
+    Returns:
+        dict with val_bpc, test_bpc, tflite_test_bpc, int8_test_bpc, int8_bpc_change, sizes (bytes),
+        int8_size_ratio, parity (max |logit difference| of each exported step against Keras), ...
+
+    Example:
+        export_run("runs/shakespeare", int8=False)
+    """
+    cfg, vocab, ckpt = load_run(run_dir, which)
+    run = run_dir_of(ckpt)
+    out = Path(out_dir or cfg.export.out or Path("saved_models") / run.name)
+    _check_replaceable(out)
+    log(f"export: {ckpt} -> {out}")
+    model = build_from_config(cfg.model, len(vocab))
+    load_weights(model, ckpt)
+    gen = CharGenerator.from_keras(model, vocab)
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        tf.saved_model.save(gen, str(tmp / "saved_model"), signatures=gen.signatures())
+        files = {"saved_model": tmp / "saved_model", "tflite": tmp / "model.tflite"}
+        (tmp / "model.tflite").write_bytes(to_tflite(tmp / "saved_model"))
+        if int8:
+            files["tflite_int8"] = tmp / "model_int8.tflite"
+            files["tflite_int8"].write_bytes(to_tflite(tmp / "saved_model", int8=True))
+        vocab.save(tmp / "vocab.json")
+        config_lib.save(cfg, tmp / "config.toml", sections=["data", "model"])
+        sizes = {k: _size(p) for k, p in files.items()}
+        log("  " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
+
+        metrics = {"run": str(run), "checkpoint": ckpt.name, "cell": gen.cell, "num_layers": gen.num_layers,
+                   "rnn_size": gen.hidden, "vocab_size": gen.vocab_size, "state_size": gen.state_size,
+                   "unit": vocab.unit, "sizes": sizes}
+        if int8:
+            metrics["int8_size_ratio"] = sizes["tflite_int8"] / sizes["tflite"]
+        steps = {"saved_model": saved_model_step(files["saved_model"])}
+        steps.update({k: tflite_step(files[k]) for k in ("tflite", "tflite_int8") if k in files})
+        splits = _splits(cfg, vocab, log) if splits is None else splits
+        probe = _probe_ids(splits, gen.vocab_size)
+        metrics["parity"] = {k: logit_difference(model, fn, probe, gen.state_size) for k, fn in steps.items()}
+        metrics.update(_bpc_metrics(steps, splits, gen.state_size, log))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"  wrote {out}")
+    return metrics
+
+
+def to_tflite(saved_model_dir, int8: bool = False) -> bytes:
+    """Convert an exported SavedModel's signatures to a TFLite flatbuffer with builtin ops only."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=list(SIGNATURES))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
+    return converter.convert()
+
+
+# ============================================================================================ step runners
+
+def saved_model_step(path):
+    """The SavedModel's `step` signature as a numpy function (token [B], state [B, S]) -> (logits, state)."""
+    step = tf.saved_model.load(str(path)).signatures["step"]
+
+    def run(token, state):
+        r = step(token=tf.constant(token, tf.int32), state=tf.constant(state, tf.float32))
+        return r["logits"].numpy(), r["state"].numpy()
+
+    return run
+
+
+def tflite_step(path):
+    """A .tflite file's `step` signature (LiteRT interpreter) as a numpy function, like `saved_model_step`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    step = Interpreter(model_path=str(path)).get_signature_runner("step")
+
+    def run(token, state):
+        r = step(token=np.asarray(token, np.int32), state=np.asarray(state, np.float32))
+        return r["logits"], r["state"]
+
+    return run
+
+
+# ============================================================================================ measurements
+
+def bpc(step, ids, state_size: int, streams: int = EVAL_STREAMS) -> float:
+    """Bits per character (token) of `step` predicting ids[1:] from ids[:-1].
+
+    The split is cut into `streams` contiguous chunks read in parallel, each from zero state (so the
+    first characters of each chunk are predicted with less context than a single pass would have).
+
+    Args:
+        step: (token int32[B], state float32[B, S]) -> (logits [B, V], state), e.g. `tflite_step(path)`.
+        ids: int32[N] token ids, N >= 2.
+        state_size: S.
+        streams: B.
+
+    Example:
+        bpc(tflite_step("saved_models/x/model.tflite"), corpus.test, 512)
+    """
+    ids = np.asarray(ids, np.int32)
+    n = len(ids) - 1
+    b = max(1, min(streams, n))
+    t = -(-n // b)
+    pad = b * t - n
+    x = np.concatenate([ids[:-1], np.zeros(pad, np.int32)]).reshape(b, t)  # [B, T]
+    y = np.concatenate([ids[1:], np.zeros(pad, np.int32)]).reshape(b, t)
+    scored = np.concatenate([np.ones(n), np.zeros(pad)]).reshape(b, t)
+    state, nats = np.zeros([b, state_size], np.float32), 0.0
+    for i in range(t):
+        logits, state = step(x[:, i], state)
+        logits = np.asarray(logits, np.float64)
+        top = logits.max(axis=1)
+        log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+        nats += float(((log_z - logits[np.arange(b), y[:, i]]) * scored[:, i]).sum())
+    return nats / n / math.log(2)
+
+
+def logit_difference(model, step, ids, state_size: int) -> float:
+    """Max |logit difference| between the Keras model and an exported `step`, both reading ids int32[B, T]."""
+    ids = np.asarray(ids, np.int32)
+    reference = np.asarray(model(ids, training=False))  # [B, T, V]
+    state, worst = np.zeros([len(ids), state_size], np.float32), 0.0
+    for t in range(ids.shape[1]):
+        logits, state = step(ids[:, t], state)
+        worst = max(worst, float(np.abs(np.asarray(logits) - reference[:, t]).max()))
+    return worst
+
+
+def _bpc_metrics(steps: dict, splits: dict | None, state_size: int, log) -> dict:
+    if not splits:
+        return {}
+    m = {}
+    for name in ("val", "test"):
+        if name in splits and len(splits[name]) > 1:
+            m[f"{name}_bpc"] = bpc(steps["saved_model"], splits[name], state_size)
+    if "test_bpc" in m:
+        for key, label in (("tflite", "tflite_test_bpc"), ("tflite_int8", "int8_test_bpc")):
+            if key in steps:
+                m[label] = bpc(steps[key], splits["test"], state_size)
+        if "int8_test_bpc" in m:
+            m["int8_bpc_change"] = m["int8_test_bpc"] - m["test_bpc"]
+    m["bpc_method"] = f"{EVAL_STREAMS} contiguous chunks per split, each from zero state, through `step`"
+    log("  bpc " + ", ".join(f"{k.replace('_bpc', '')} {v:.4f}" for k, v in m.items() if k.endswith("_bpc")))
+    return m
+
+
+def _splits(cfg, vocab, log) -> dict | None:
+    """The run corpus' validation and test ids, or None (with a note) if the corpus cannot be loaded."""
+    try:
+        from tfchar.corpus import load_corpus
+
+        corpus = load_corpus(cfg.data)
+    except (ImportError, TfcharError) as e:
+        log(f"  bpc skipped: cannot load the corpus {cfg.data.source!r} ({e})")
+        return None
+    if corpus.vocab.tokens != vocab.tokens:
+        log(f"  bpc skipped: the corpus {cfg.data.source!r} now has a different vocabulary than the run")
+        return None
+    return {"val": corpus.val, "test": corpus.test}
+
+
+def _probe_ids(splits: dict | None, vocab_size: int) -> np.ndarray:
+    """int32[B, T] for the parity check: real text if there is enough, else fixed pseudo-random ids."""
+    b, t = PARITY_SHAPE
+    for name in ("val", "test"):
+        if splits and name in splits and len(splits[name]) >= b * t:
+            return np.asarray(splits[name][:b * t], np.int32).reshape(b, t)
+    return np.random.default_rng(0).integers(0, vocab_size, (b, t)).astype(np.int32)
+
+
+# ============================================================================================ files
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _check_replaceable(out: Path) -> None:
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "saved_model").is_dir()):
+        raise CheckpointError(f"{out} exists and is not a tfchar export: choose another --out")
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished export into place; an older export there is removed only after that."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.rename(out, old)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

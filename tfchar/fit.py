@@ -1,0 +1,42 @@
+"""`python -m tfchar.fit [PIPELINE.toml] [--section.key=value ...]`: train a char-RNN."""
+
+from __future__ import annotations
+
+import sys
+
+from tfchar.errors import cli_guard
+
+USAGE = """usage: python -m tfchar.fit [PIPELINE.toml] [--section.key=value ...]
+
+Train a character-level language model. With no pipeline, pipelines/tiny_shakespeare.toml is used when
+it exists, else the built-in defaults. Examples:
+  python -m tfchar.fit
+  python -m tfchar.fit pipelines/tiny_shakespeare.toml --model.rnn_size=256 --train.epochs=10
+  python -m tfchar.fit --data.source=data/mytext.txt --train.max_steps=200
+  python -m tfchar.fit --train.resume=true --train.run_dir=runs/tiny_shakespeare
+"""
+
+DEFAULT_PIPELINE = "pipelines/tiny_shakespeare.toml"
+
+
+@cli_guard
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        from tfchar.config import help_text
+
+        print(USAGE + "\n" + help_text())
+        return 0
+    pipeline = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    if pipeline is None:
+        from pathlib import Path
+
+        pipeline = DEFAULT_PIPELINE if Path(DEFAULT_PIPELINE).is_file() else None
+    from tfchar.trainer import run
+
+    run(pipeline, argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

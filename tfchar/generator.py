@@ -1,0 +1,262 @@
+"""The exportable generator: the trained char-RNN as plain TF ops plus the sampling loop, in one tf.Module.
+
+Keras recurrent layers lower to TensorList ops that TFLite builtins cannot run, so this module rewrites
+each cell with matmuls on the trained weights (read by layer name: `embedding`, `rnn_i`, `logits`,
+in Keras gate order) and runs time with `tf.while_loop`, which converts to TFLite `WHILE`. It serves
+three callers with the same ops: the SavedModel and the TFLite file (signatures `generate`, `step`,
+`vocabulary`) and the Python sampler (`sample_chunk`, `prime_state`), so a seed means the same text
+everywhere.
+
+Packed state S: for each layer in order, LSTM [h, c], GRU [h], RNN [h], each H wide.
+Shapes: B batch, N prime length, V vocabulary, E embedding, H hidden, G gates (LSTM 4, GRU 3, RNN 1).
+
+Example:
+    gen = CharGenerator.from_keras(model, vocab)
+    out = gen.generate(tf.constant([ord(c) for c in "ROMEO:"]), 200, 0.8, 0, 1.0, 42)
+    "".join(map(chr, out["codepoints"].numpy()))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfchar import sampler
+
+GATES = {4: "lstm", 3: "gru", 1: "rnn"}
+STATES_PER_LAYER = {"lstm": 2, "gru": 1, "rnn": 1}
+UNITS = ("char", "byte")
+CHUNK = 64  # tokens per inner sampling loop (see _sample_loop)
+
+
+def keras_weights(model) -> dict:
+    """The trained arrays of a char-RNN Keras model, by the layer-name contract of `tfchar.models`."""
+    rnn = sorted((l for l in model.layers if l.name.startswith("rnn_")), key=lambda l: int(l.name[4:]))
+    return {"embedding": model.get_layer("embedding").get_weights()[0],
+            "layers": [tuple(l.get_weights()) for l in rnn],  # (kernel [in, GH], recurrent [H, GH], bias)
+            "logits": tuple(model.get_layer("logits").get_weights())}  # (kernel [H, V], bias [V])
+
+
+def _derived(weights: dict) -> dict:
+    """Arrays the graph uses, from Keras arrays.
+
+    Layer 0's input projection (and input bias) is folded into a [V, GH] lookup table: a token's
+    gate input is then a row gather instead of an embedding lookup plus a matmul.
+    """
+    emb = np.asarray(weights["embedding"], np.float32)
+    out = {"layers": []}
+    for i, (kernel, recurrent, bias) in enumerate(weights["layers"]):
+        bias = np.asarray(bias, np.float32)
+        layer = {"recurrent_kernel": np.asarray(recurrent, np.float32)}
+        in_bias = bias
+        if bias.ndim == 2:  # GRU reset_after: [input bias, recurrent bias], each [3H]
+            in_bias, layer["recurrent_bias"] = bias[0], bias[1]
+        if i == 0:
+            layer["input_table"] = emb @ np.asarray(kernel, np.float32) + in_bias  # [V, GH]
+        else:
+            layer["kernel"], layer["input_bias"] = np.asarray(kernel, np.float32), in_bias
+        out["layers"].append(layer)
+    out["logits_kernel"], out["logits_bias"] = (np.asarray(w, np.float32) for w in weights["logits"])
+    return out
+
+
+class CharGenerator(tf.Module):
+    """Step and sampling loop of a trained char-RNN, exportable to SavedModel and TFLite builtins.
+
+    Args:
+        weights: `keras_weights(model)`-style dict of arrays.
+        codepoints: int32[V], the code point (or byte value) of each token id, as `Vocab.codepoints`.
+        unit: "char" or "byte" (then code points in and out of `generate` are byte values).
+    """
+
+    def __init__(self, weights: dict, codepoints, unit: str = "char", name: str = "char_generator"):
+        super().__init__(name=name)
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
+        hidden, gh = np.shape(weights["layers"][0][1])
+        self.cell = GATES[gh // hidden]
+        self.hidden = int(hidden)
+        self.num_layers = len(weights["layers"])
+        self.state_size = self.num_layers * STATES_PER_LAYER[self.cell] * self.hidden
+        self.vocab_size = int(np.shape(weights["logits"][1])[0])
+        self.unit = unit
+        d = _derived(weights)
+        var = lambda a, n: tf.Variable(a, trainable=False, name=n)
+        self.layers = [{k: var(v, f"rnn_{i}/{k}") for k, v in layer.items()} for i, layer in enumerate(d["layers"])]
+        self.logits_kernel = var(d["logits_kernel"], "logits/kernel")
+        self.logits_bias = var(d["logits_bias"], "logits/bias")
+        self.codepoints = var(np.asarray(codepoints, np.int32), "codepoints")
+        self.byte_unit = var(np.int32(unit == "byte"), "byte_unit")
+        self._make_functions()
+
+    @classmethod
+    def from_keras(cls, model, vocab) -> "CharGenerator":
+        """A generator holding a copy of `model`'s current weights (`vocab`: a `tfchar.vocab.Vocab`)."""
+        return cls(keras_weights(model), vocab.codepoints, vocab.unit)
+
+    def assign_from_keras(self, model) -> None:
+        """Copy `model`'s current weights in place (traced functions stay valid)."""
+        d = _derived(keras_weights(model))
+        for layer_vars, layer in zip(self.layers, d["layers"]):
+            for k, v in layer.items():
+                layer_vars[k].assign(v)
+        self.logits_kernel.assign(d["logits_kernel"])
+        self.logits_bias.assign(d["logits_bias"])
+
+    # ------------------------------------------------------------------------------------ the network
+
+    def _unpack(self, state):
+        """Packed [B, S] -> list of [B, H] (loops carry them apart: no slicing and concatenating per step)."""
+        return [state[:, j * self.hidden:(j + 1) * self.hidden] for j in range(self.state_size // self.hidden)]
+
+    def _cell(self, i, token, x, parts):
+        """Layer i, one time step: (token int32[B] for layer 0, else x [B, H]) and its [B, H] state parts."""
+        layer, h = self.layers[i], parts[0]
+        if i == 0:
+            gx = tf.gather(layer["input_table"], token)  # [B, GH]
+        else:
+            gx = tf.matmul(x, layer["kernel"]) + layer["input_bias"]
+        gh = tf.matmul(h, layer["recurrent_kernel"])  # [B, GH]
+        if self.cell == "lstm":
+            i_, f, g, o = tf.split(gx + gh, 4, axis=1)
+            c = tf.sigmoid(f) * parts[1] + tf.sigmoid(i_) * tf.tanh(g)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            return h, [h, c]
+        if self.cell == "gru":  # Keras reset_after: the reset gate scales the recurrent part, bias included
+            gh = gh + layer["recurrent_bias"]
+            xz, xr, xh = tf.split(gx, 3, axis=1)
+            hz, hr, hh = tf.split(gh, 3, axis=1)
+            z = tf.sigmoid(xz + hz)
+            r = tf.sigmoid(xr + hr)
+            h = z * h + (1.0 - z) * tf.tanh(xh + r * hh)
+            return h, [h]
+        h = tf.tanh(gx + gh)
+        return h, [h]
+
+    def _advance(self, token, parts):
+        """Read one token per row: int32[B], state parts -> top layer output [B, H], new state parts."""
+        n = STATES_PER_LAYER[self.cell]
+        x, new = None, []
+        for i in range(self.num_layers):
+            x, p = self._cell(i, token, x, parts[i * n:(i + 1) * n])
+            new += p
+        return x, new
+
+    def _logits(self, x):
+        return tf.matmul(x, self.logits_kernel) + self.logits_bias  # [B, V]
+
+    # ------------------------------------------------------------------------------------ loops
+
+    def _feed(self, ids, parts):
+        """Read the same token sequence int32[N] into every row of the state."""
+        def body(t, *parts):
+            token = tf.fill(tf.shape(parts[0])[:1], ids[t])
+            return (t + 1, *self._advance(token, list(parts))[1])
+
+        return list(tf.while_loop(lambda t, *_: t < tf.size(ids), body, (tf.constant(0), *parts))[1:])
+
+    def _sample_loop(self, token, parts, rng, length, knobs):
+        """Read `token`, sample the next, repeat `length` times.
+
+        Args:
+            token: int32[B] last token read; parts: state parts [B, H]; rng: int32[B] generator states;
+            length: int32 scalar; knobs: `sampler.Settings`.
+
+        Returns (ids int32[B, length], last sampled token [B], state parts before reading it, rng [B]).
+        """
+        # Every loop tensor keeps its shape across iterations: one that grew each step would make TFLite
+        # re-prepare the loop body each step. Each chunk of CHUNK tokens goes into a [B, CHUNK] buffer
+        # (a one-hot write per step), then is padded into place in the [B, length] output.
+        def chunk_body(t, token, rng, buf, *parts):
+            x, parts = self._advance(token, list(parts))
+            rng = sampler.next_rng(rng)
+            token = sampler.draw(self._logits(x), sampler.uniform(rng), knobs)
+            buf += tf.one_hot(t, CHUNK, dtype=tf.int32) * tf.expand_dims(token, 1)  # buf[:, t] = token
+            return (t + 1, token, rng, buf, *parts)
+
+        def body(done, token, rng, out, *parts):
+            n = tf.minimum(CHUNK, length - done)
+            buf = tf.zeros([tf.shape(token)[0], CHUNK], tf.int32)
+            _, token, rng, buf, *parts = tf.while_loop(lambda t, *_: t < n, chunk_body,
+                                                       (tf.constant(0), token, rng, buf, *parts))
+            out += tf.pad(buf[:, :n], [[0, 0], [done, length - done - n]])  # out[:, done:done + n] = buf
+            return (done + n, token, rng, out, *parts)
+
+        out = tf.zeros([tf.shape(token)[0], length], tf.int32)
+        vec, mat = tf.TensorShape([None]), tf.TensorShape([None, self.hidden])
+        _, token, rng, out, *parts = tf.while_loop(
+            lambda done, *_: done < length, body, (tf.constant(0), token, rng, out, *parts),
+            shape_invariants=(tf.TensorShape([]), vec, vec, tf.TensorShape([None, None])) + (mat,) * len(parts))
+        return out, token, parts, rng
+
+    def _prime_ids(self, prime):
+        """Code points int32[N] -> known token ids [M >= 1]; unknown code points are skipped, none known -> [0]."""
+        match = tf.cast(tf.equal(prime[:, None], self.codepoints[None, :]), tf.int32)  # [N, V]
+        known = tf.reduce_max(match, axis=1) > 0
+        ids = tf.boolean_mask(tf.argmax(match, axis=1, output_type=tf.int32), known)
+        return tf.concat([ids, tf.zeros([1], tf.int32)], 0)[:tf.maximum(tf.size(ids), 1)]
+
+    # ------------------------------------------------------------------------------------ signatures
+
+    def _generate(self, prime, length, temperature, top_k, top_p, seed):
+        """Prime with code points int32[N], then sample `length` code points, all inside the graph."""
+        ids = self._prime_ids(prime)
+        parts = self._feed(ids[:-1], self._unpack(tf.zeros([1, self.state_size])))
+        knobs = sampler.settings(temperature, top_k, top_p, self.vocab_size)
+        out, _, _, _ = self._sample_loop(ids[-1:], parts, sampler.seed_rng(seed[None]), tf.maximum(length, 0), knobs)
+        return {"codepoints": tf.gather(self.codepoints, out[0])}
+
+    def _step(self, token, state):
+        """One time step for B streams: token ids int32[B] (as vocab.json), packed state [B, S] (zeros to start)."""
+        x, parts = self._advance(token, self._unpack(state))
+        return {"logits": self._logits(x), "state": tf.concat(parts, axis=1)}
+
+    def _vocabulary(self):
+        """The code point (byte value if byte_unit) of each token id, so an app needs no vocab.json."""
+        return {"codepoints": tf.identity(self.codepoints), "byte_unit": tf.identity(self.byte_unit)}
+
+    # ------------------------------------------------------------------------------------ Python route
+
+    def _prime_state(self, ids, batch):
+        return tf.concat(self._feed(ids, self._unpack(tf.zeros([batch, self.state_size]))), axis=1)
+
+    def _sample_chunk(self, token, state, rng, length, temperature, top_k, top_p):
+        knobs = sampler.settings(temperature, top_k, top_p, self.vocab_size)
+        out, token, parts, rng = self._sample_loop(token, self._unpack(state), rng, length, knobs)
+        return out, token, tf.concat(parts, axis=1), rng
+
+    def _make_functions(self):
+        """tf.functions with the state width S in their input shapes (apps read S from `step`'s input)."""
+        spec = tf.TensorSpec
+        tokens, state = spec([None], tf.int32, name="token"), spec([None, self.state_size], tf.float32, name="state")
+        self.generate = tf.function(self._generate, input_signature=[
+            spec([None], tf.int32, name="prime"), spec([], tf.int32, name="length"),
+            spec([], tf.float32, name="temperature"), spec([], tf.int32, name="top_k"),
+            spec([], tf.float32, name="top_p"), spec([], tf.int32, name="seed")])
+        self.step = tf.function(self._step, input_signature=[tokens, state])
+        self.vocabulary = tf.function(self._vocabulary, input_signature=[])
+
+    def prime_state(self, ids, batch):
+        """Packed state [batch, S] after reading token ids int32[N] (all but the token to sample after)."""
+        return self._python_route()[0](ids, batch)
+
+    def sample_chunk(self, token, state, rng, length, temperature, top_k, top_p):
+        """`length` more tokens for B streams: (ids [B, length], token, packed state, rng) to continue from."""
+        return self._python_route()[1](token, state, rng, length, temperature, top_k, top_p)
+
+    def _python_route(self):
+        """The Python route's tf.functions, made on first use so that exports do not carry them."""
+        if not hasattr(self, "_route"):
+            spec, i, f = tf.TensorSpec, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)
+            self._route = (
+                tf.function(self._prime_state, input_signature=[spec([None], tf.int32), i]),
+                tf.function(self._sample_chunk, input_signature=[
+                    spec([None], tf.int32), spec([None, self.state_size], tf.float32), spec([None], tf.int32),
+                    i, f, i, f]))
+        return self._route
+
+    def signatures(self) -> dict:
+        """Concrete functions to export; `serving_default` is `generate`."""
+        gen = self.generate.get_concrete_function()
+        return {"serving_default": gen, "generate": gen, "step": self.step.get_concrete_function(),
+                "vocabulary": self.vocabulary.get_concrete_function()}

@@ -1,0 +1,49 @@
+"""`python -m tfchar.sample MODEL`: print text sampled from a run dir, an export, a SavedModel or a .tflite file.
+
+Example:
+    python -m tfchar.sample runs/shakespeare --prime "ROMEO:" --length 500 --temperature 0.8 --seed 7
+    python -m tfchar.sample saved_models/shakespeare/model.tflite --prime "ROMEO:" --length 500 --seed 7  # same text
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tfchar.errors import ConfigError, cli_guard
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a one-line tfchar error instead of usage text."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (see python -m tfchar.sample --help)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = _Parser(prog="python -m tfchar.sample", description=__doc__.splitlines()[0].split(": ", 1)[1],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="run dir (best checkpoint), export dir, SavedModel dir or .tflite file")
+    p.add_argument("--prime", default="\n", help="text the model reads first; printed before the continuation")
+    p.add_argument("--length", type=int, default=2000, help="characters (bytes for byte models) to sample")
+    p.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is more conservative")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely character (argmax)")
+    p.add_argument("--top_k", type=int, default=0, help="sample among the K most likely characters (0 = off)")
+    p.add_argument("--top_p", type=float, default=1.0, help="nucleus: the fewest characters with P mass (1 = off)")
+    p.add_argument("--seed", type=int, default=123, help="sample i uses seed + i; same seed, same text on every route")
+    p.add_argument("--num_samples", type=int, default=1, help="samples to draw (batched on the run-dir route)")
+    p.add_argument("--unknown", choices=("error", "skip"), default="error",
+                   help="prime characters outside the vocabulary: fail, or drop them")
+    return p.parse_args(argv)
+
+
+@cli_guard
+def main(argv=None) -> None:
+    a = parse_args(argv)
+    from tfchar import sampler  # imports TensorFlow: after the flags are known to parse
+
+    sampler.sample(a.model, prime=a.prime, length=a.length, temperature=a.temperature, greedy=a.greedy,
+                   top_k=a.top_k, top_p=a.top_p, seed=a.seed, num_samples=a.num_samples, unknown=a.unknown)
+
+
+if __name__ == "__main__":
+    main()
