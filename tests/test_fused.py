@@ -70,7 +70,7 @@ def test_compiled_graph_with_unknown_length_and_initial_state(cell):
         return f(tf.constant(x))
 
     (out_ref, g_ref), (out_new, g_new) = run(ref), run(new)
-    for a, b in zip(out_new + g_new, out_ref + g_ref):
+    for a, b in zip(list(out_new) + list(g_new), list(out_ref) + list(g_ref)):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 

@@ -76,7 +76,8 @@ def test_shipped_spaces_parse(name):
 def test_space_kinds():
     params = {p.name: p for p in tuner.load_space(REPO / "tuning" / "default_space.toml", config_lib.Config())}
     assert params["model.rnn_size"].choices == (128, 256, 384)
-    assert params["model.num_layers"].kind is int and (params["model.num_layers"].min, params["model.num_layers"].max) == (1, 3)
+    layers = params["model.num_layers"]
+    assert layers.kind is int and (layers.min, layers.max) == (1, 3)
     assert params["train.learning_rate"].sampling == "log"
 
 
@@ -153,7 +154,7 @@ def test_random_search_writes_summary_best_toml_and_resumes(work, monkeypatch, c
     real_clear = tuner.keras.backend.clear_session
     monkeypatch.setattr(tuner.keras.backend, "clear_session", lambda: (cleared.append(1), real_clear()))
     args = tiny_args(work, "--tune.algorithm=random", "--tune.max_trials=2", "--tune.max_epochs=1",
-                     "--tune.project=p")
+                     "--train.max_steps=30", "--tune.project=p")
     result = tuner.run(None, args)
     project = work / "tuning" / "p"
     assert len(cleared) == 2  # memory released after every trial
@@ -242,7 +243,7 @@ def test_diverged_trial_is_failed_and_the_search_goes_on(work):
     write_space(work, "[train.learning_rate]\nchoices = [1e38, 0.005]\n")
     result = tuner.run(None, tiny_args(work, "--tune.space=space.toml", "--tune.algorithm=random",
                                        "--tune.max_trials=2", "--tune.max_epochs=1", "--train.grad_clip=0",
-                                       "--tune.project=nan"))
+                                       "--train.max_steps=20", "--tune.project=nan"))
     rows = {r["values"]["train.learning_rate"]: r for r in result["rows"]}
     assert rows[1e38]["status"] == "FAILED" and "rank" not in rows[1e38]
     assert rows[0.005]["status"] == "COMPLETED" and rows[0.005]["rank"] == 1

@@ -69,9 +69,12 @@ class ModelConfig:
     dropout: float = _f(0.0, "dropout between layers and before the output layer (0 = off)")
     # char-rnn feeds one-hot vectors; torch-rnn learned a 64-wide embedding (wordvec_size) at the same quality.
     embedding_dim: int = _f(64, "width of the learned character embedding (E)")
+    implementation: str = _f("auto", "recurrent kernels: auto (tfchar's fused CPU layers without a GPU, Keras/cuDNN "
+                                     "with one), keras or fused; the weights are the same either way")
 
     def validate(self) -> None:
         _choice(self, "cell", ("lstm", "gru", "rnn"))
+        _choice(self, "implementation", ("auto", "keras", "fused"))
         _positive(self, "rnn_size", "num_layers", "embedding_dim")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout = {self.dropout} is outside [0, 1): use e.g. 0.25")

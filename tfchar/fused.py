@@ -1,21 +1,24 @@
 """Fast CPU recurrent layers, weight-compatible with `keras.layers.LSTM`, `GRU(reset_after=True)`, `SimpleRNN`.
 
 Keras 3 runs a recurrent layer on CPU as a `tf.while_loop` over a generic cell and differentiates it with
-autodiff, which on CPU spends most of its time in per-step bookkeeping rather than in the matrix products.
-The layers here compute the same function faster:
+autodiff through the loop; on CPU most of that time goes to per-step bookkeeping, not to the matrix
+products. The layers here compute the same function faster:
 
-* the input projection `x @ kernel + bias` of all T steps is one large matmul outside the recurrence;
+* the input projection `x @ kernel + bias` of all T steps is one large (oneDNN) matmul outside the loop;
 * the recurrence is a lean loop whose only matmul is `h @ recurrent_kernel`;
-* the backward pass is written by hand (`tf.custom_gradient` over the whole sequence, as torch-rnn's LSTM):
-  the loop carries only the recurrent gradient, and the weight gradients are large matmuls after it.
+* the backward pass is written by hand (`tf.custom_gradient` over the whole sequence, like torch-rnn's
+  LSTM): its loop carries only the recurrent gradient (one `dz @ recurrent_kernel^T` per step), and the
+  weight gradients are three large matmuls after it;
+* when the sequence length and batch size are static (training), each loop is compiled with XLA, which
+  fuses a step's element-wise work into a few kernels instead of dozens of TensorFlow ops.
 
-They subclass the Keras layers and replace only `inner_loop`, so everything else is Keras' own: the same
-constructor, `get_config()`, weight variables (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`, same
-names, shapes, gate order and initializers), `stateful` state variables (`layer.states`, `reset_states()`),
-`return_sequences`/`return_state`. A `.weights.h5` file saved from one loads into the other, and an exporter
-sees the same variables. Configurations the fast path does not cover (masking, `go_backwards`, dropout
-inside the layer, other activations, non-float32 compute, GRU with `reset_after=False`) fall back to the
-Keras implementation, so results never depend on which class was chosen.
+They subclass the Keras layers and replace only `inner_loop`, so everything else is Keras' own: the
+constructor, `get_config()`, the weight variables (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`:
+same names, paths, shapes, gate order and initializers), the `stateful` state variables (`layer.states`,
+`reset_states()`), `return_sequences`/`return_state`. The classes even carry the Keras class names, because
+`.weights.h5` files address a model's layers by class name: files saved from either load into the other.
+Configurations the fast path does not cover (masking, `go_backwards`, in-layer dropout, other activations,
+non-float32 compute, GRU with `reset_after=False`) run the Keras implementation unchanged.
 
 Shapes: B batch, T time, E input width, H hidden units (`units`), G gate width (4H LSTM, 3H GRU, H RNN).
 
@@ -30,25 +33,31 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-# The time loops' `parallel_iterations`: 1 keeps memory flat and was as fast as larger values on CPU.
-PARALLEL_ITERATIONS = 1
+# Compile the time loops with XLA when T and B are static (see `_use_xla`). Module-level so benchmarks can
+# compare; unknown shapes (sampling, evaluation with seq_length=None) always use plain TensorFlow loops,
+# so no shape ever triggers a recompilation.
+USE_XLA = True
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Loop helpers
+# ==========================================================================================================
+# Helpers
 
 
 def _loop(body, n, loop_vars):
-    """Run `body(t, *loop_vars)` for t = 0 .. n-1 with a `tf.while_loop`; returns the final loop vars."""
+    """Run `body(t, *loop_vars) -> loop_vars` for t = 0 .. n-1 (a `tf.while_loop`)."""
     out = tf.while_loop(lambda t, *_: t < n, lambda t, *v: (t + 1, *body(t, *v)), (tf.constant(0), *loop_vars),
-                        parallel_iterations=PARALLEL_ITERATIONS)
+                        parallel_iterations=1)
     return out[1:]
 
 
-def _ta(n, elems=None, shape=None):
-    """A float32 TensorArray of length n (filled from `elems` [n, ...] when given)."""
-    ta = tf.TensorArray(tf.float32, size=n, element_shape=shape, infer_shape=shape is None)
-    return ta.unstack(elems) if elems is not None else ta
+def _ta(n, batch, width):
+    """An empty float32 TensorArray of n elements [batch, width] (XLA needs the static element shape)."""
+    return tf.TensorArray(tf.float32, size=n, element_shape=tf.TensorShape([batch, width]))
+
+
+def _prev(seq, t, first):
+    """seq[t - 1], or `first` at t = 0. seq [T, B, H], first [B, H]."""
+    return tf.where(t > 0, seq[tf.maximum(t - 1, 0)], first)
 
 
 def _shift_in(first, seq):
@@ -61,239 +70,288 @@ def _flat(x):
     return tf.reshape(x, [-1, x.shape[-1]])
 
 
-# ----------------------------------------------------------------------------------------------------------
-# LSTM. Gates in Keras order (i, f, c, o): z = x @ W + h @ U + b, i f o sigmoid, g = tanh,
-# c' = f * c + i * g, h' = o * tanh(c').
+def _time_major_projection(x, kernel, bias):
+    """x [B, T, E] -> (x time-major [T, B, E], x @ kernel + bias time-major [T, B, G])."""
+    x_tm = tf.transpose(x, [1, 0, 2])
+    xw = tf.nn.bias_add(tf.matmul(_flat(x_tm), kernel), bias)  # [T*B, G]
+    return x_tm, tf.reshape(xw, tf.concat([tf.shape(x_tm)[:2], [kernel.shape[-1]]], axis=0))
 
 
-def lstm_sequence(xw, h0, c0, u, save_for_backward=True):
-    """The LSTM recurrence over time-major pre-projected inputs, differentiable by a hand-written backward.
+def _input_grads(dxw, x_tm, kernel):
+    """Gradients of x @ kernel from d(xw) [T, B, G]: (dx batch-major [B, T, E], dkernel [E, G])."""
+    dx = tf.reshape(tf.matmul(_flat(dxw), kernel, transpose_b=True), tf.shape(x_tm))  # [T, B, E]
+    dkernel = tf.matmul(_flat(x_tm), _flat(dxw), transpose_a=True)  # [E, G]
+    return tf.transpose(dx, [1, 0, 2]), dkernel
+
+
+def _compile(fn):
+    """`fn` plain and XLA-compiled: (graph_fn, xla_fn)."""
+    return fn, tf.function(fn, jit_compile=True, autograph=False)
+
+
+def _use_xla(x):
+    return USE_XLA and x.shape.is_fully_defined()
+
+
+def _untaped(*tensors):
+    """The tensors cut from any recording GradientTape: the loops inside `tf.custom_gradient` are
+    differentiated by hand, so autodiff must not record them (nor build its accumulators, which XLA
+    cannot compile)."""
+    return [tf.stop_gradient(t) for t in tensors]
+
+
+# ==========================================================================================================
+# LSTM. Keras gate order (i, f, c, o): z = x @ W + b + h @ U; i, f, o = sigmoid, g = tanh;
+# c' = f * c + i * g; h' = o * tanh(c').
+
+
+def _lstm_forward(xw, h0, c0, u, save):
+    """xw [T, B, 4H] -> (hs [T, B, H], cs [T, B, H], acts [T, B, 4H] activated gates, or [0] if not save)."""
+    n = tf.shape(xw)[0]
+
+    def step(t, h, c, hs, cs, acts):
+        z = xw[t] + tf.matmul(h, u)  # [B, 4H]
+        i, f, g, o = tf.split(z, 4, axis=1)
+        i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+        c = f * c + i * g
+        h = o * tf.tanh(c)
+        if save:
+            acts = acts.write(t, tf.concat([i, f, g, o], axis=1))
+        return h, c, hs.write(t, h), cs.write(t, c), acts
+
+    B, H = h0.shape
+    _, _, hs, cs, acts = _loop(step, n, (h0, c0, _ta(n, B, H), _ta(n, B, H), _ta(n if save else 0, B, 4 * H)))
+    return hs.stack(), cs.stack(), acts.stack() if save else tf.zeros([0])
+
+
+def _lstm_backward(dhs, dc_last, acts, cs, c0, u):
+    """Backward through the recurrence: (dz [T, B, 4H] = d(xw), db [4H], dh0, dc0)."""
+    n = tf.shape(dhs)[0]
+
+    def step(s, dh_next, dc, db, dzs):
+        t = n - 1 - s
+        i, f, g, o = tf.split(acts[t], 4, axis=1)
+        tc = tf.tanh(cs[t])
+        dh = dhs[t] + dh_next
+        dc = dc + dh * o * (1 - tc * tc)
+        dz = tf.concat([dc * g * i * (1 - i), dc * _prev(cs, t, c0) * f * (1 - f), dc * i * (1 - g * g),
+                        dh * tc * o * (1 - o)], axis=1)  # [B, 4H]
+        return tf.matmul(dz, u, transpose_b=True), dc * f, db + tf.reduce_sum(dz, 0), dzs.write(t, dz)
+
+    B, H = c0.shape
+    dh0, dc0, db, dzs = _loop(step, n, (tf.zeros_like(dhs[0]), dc_last, tf.zeros_like(u[0]), _ta(n, B, 4 * H)))
+    return dzs.stack(), db, dh0, dc0
+
+
+_LSTM_FWD, _LSTM_FWD_XLA = _compile(_lstm_forward)
+_LSTM_BWD, _LSTM_BWD_XLA = _compile(_lstm_backward)
+
+
+def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
+    """The LSTM layer on a whole sequence, with a hand-written backward pass.
 
     Args:
-        xw: float32[T, B, 4H], x @ kernel + bias per step.
-        h0, c0: float32[B, H], initial state.
-        u: float32[H, 4H], the recurrent kernel.
-        save_for_backward: keep the per-step gate derivatives for the backward pass (training); when False
-            the forward saves only c, and a gradient (if one is taken) recomputes the gates.
+        x: float32[B, T, E] inputs.
+        kernel, recurrent_kernel, bias: float32[E, 4H], [H, 4H], [4H] (Keras layout, gates i f c o).
+        h0, c0: float32[B, H] initial state.
+        training: save the gate activations for the backward pass; if False the forward saves only the
+            cell states and a gradient, should one be taken, recomputes the gates.
 
     Returns:
-        (hs float32[T, B, H], c_T float32[B, H]).
+        (hs float32[B, T, H], c_T float32[B, H]).
     """
+    xla = _use_xla(x)
+    fwd, bwd = (_LSTM_FWD_XLA, _LSTM_BWD_XLA) if xla else (_LSTM_FWD, _LSTM_BWD)
 
     @tf.custom_gradient
-    def run(xw, h0, c0, u):
-        n = tf.shape(xw)[0]
-        H = u.shape[0]
-        xs = _ta(n, xw)
+    def run(x, kernel, recurrent_kernel, bias, h0, c0):
+        x_tm, xw = _time_major_projection(x, kernel, bias)
+        hs, cs, acts = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training))
 
-        def step(t, h, c, hs, cs, ps):
-            z = xs.read(t) + tf.matmul(h, u)  # [B, 4H]
-            i, f, g, o = tf.split(z, 4, axis=1)
-            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-            c_new = f * c + i * g
-            tc = tf.tanh(c_new)
-            h_new = o * tc
-            if save_for_backward:
-                # d(loss)/dz = [dc*g*i', dc*c*f', dc*i*(1-g^2), dh*tanh(c')*o'] with dc += dh*o*(1-tanh(c')^2)
-                p = tf.concat([g * i * (1 - i), c * f * (1 - f), i * (1 - g * g), tc * o * (1 - o),
-                               o * (1 - tc * tc), f], axis=1)  # [B, 6H]
-                ps = ps.write(t, p)
-            return h_new, c_new, hs.write(t, h_new), cs.write(t, c_new), ps
-
-        h, c, hs, cs, ps = _loop(step, n, (h0, c0, _ta(n), _ta(n), _ta(n if save_for_backward else 0)))
-        hs = hs.stack()  # [T, B, H]
-        cs = cs.stack()  # [T, B, H]
-
-        def grad(dhs, dc_last):
-            if save_for_backward:
-                pta = ps
-            else:  # recompute the gate derivatives from the saved states
+        def grad(dout, dc_last):
+            gates = acts
+            if not training:  # recompute the activated gates from the saved states
                 hprev = _shift_in(h0, hs)
-                z = xw + tf.reshape(tf.matmul(_flat(hprev), u), tf.shape(xw))
+                z = xw + tf.reshape(tf.matmul(_flat(hprev), recurrent_kernel), tf.shape(xw))
                 i, f, g, o = tf.split(z, 4, axis=2)
-                i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-                tc = tf.tanh(cs)
-                cprev = _shift_in(c0, cs)
-                pta = _ta(n, tf.concat([g * i * (1 - i), cprev * f * (1 - f), i * (1 - g * g), tc * o * (1 - o),
-                                        o * (1 - tc * tc), f], axis=2))
-            dhs_ta = _ta(n, dhs)
+                gates = tf.concat([tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)], axis=2)
             if dc_last is None:
                 dc_last = tf.zeros_like(c0)
-
-            def back(s, dh_next, dc, dzs):
-                t = n - 1 - s
-                p = pta.read(t)  # [B, 6H]
-                dh = dhs_ta.read(t) + dh_next
-                dc = dc + dh * p[:, 4 * H:5 * H]
-                dz = tf.concat([dc, dc, dc, dh], axis=1) * p[:, :4 * H]  # [B, 4H]
-                return tf.matmul(dz, u, transpose_b=True), dc * p[:, 5 * H:], dzs.write(t, dz)
-
-            dh0, dc0, dzs = _loop(back, n, (tf.zeros_like(h0), dc_last, _ta(n)))
-            dz = dzs.stack()  # [T, B, 4H]
+            dhs = tf.transpose(dout, [1, 0, 2])
+            dz, db, dh0, dc0 = bwd(dhs, dc_last, gates, cs, c0, recurrent_kernel)
             du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(dz), transpose_a=True)  # [H, 4H]
-            return dz, dh0, dc0, du
+            dx, dkernel = _input_grads(dz, x_tm, kernel)
+            return dx, dkernel, du, db, dh0, dc0
 
-        return (hs, c), grad
+        return (tf.transpose(hs, [1, 0, 2]), cs[-1]), grad
 
-    return run(xw, h0, c0, u)
+    return run(x, kernel, recurrent_kernel, bias, h0, c0)
 
 
-# ----------------------------------------------------------------------------------------------------------
+# ==========================================================================================================
 # GRU, reset_after (the cuDNN variant, Keras' default). Gates (z, r, n):
-# x @ W + b_in = [xz, xr, xn]; h @ U + b_rec = [rz, rr, rn]; z = sig(xz+rz), r = sig(xr+rr),
-# n = tanh(xn + r * rn), h' = z * h + (1 - z) * n.
+# x @ W + b_in = [xz, xr, xn]; h @ U + b_rec = [rz, rr, rn];
+# z = sigmoid(xz + rz), r = sigmoid(xr + rr), n = tanh(xn + r * rn), h' = z * h + (1 - z) * n.
 
 
-def gru_sequence(xw, h0, u, b_rec, save_for_backward=True):
-    """The GRU (reset_after) recurrence over time-major pre-projected inputs, with a hand-written backward.
+def _gru_forward(xw, h0, u, b_rec, save):
+    """xw [T, B, 3H] -> (hs [T, B, H], acts [T, B, 4H] = (z, r, n, rn) per step, or [0] if not save)."""
+    n = tf.shape(xw)[0]
+
+    def step(t, h, hs, acts):
+        xz, xr, xn = tf.split(xw[t], 3, axis=1)
+        rz, rr, rn = tf.split(tf.matmul(h, u) + b_rec, 3, axis=1)
+        z = tf.sigmoid(xz + rz)
+        r = tf.sigmoid(xr + rr)
+        nn = tf.tanh(xn + r * rn)
+        h = nn + z * (h - nn)
+        if save:
+            acts = acts.write(t, tf.concat([z, r, nn, rn], axis=1))
+        return h, hs.write(t, h), acts
+
+    B, H = h0.shape
+    _, hs, acts = _loop(step, n, (h0, _ta(n, B, H), _ta(n if save else 0, B, 4 * H)))
+    return hs.stack(), acts.stack() if save else tf.zeros([0])
+
+
+def _gru_backward(dhs, acts, hs, h0, u):
+    """Backward: (d(xw) [T, B, 3H], d(h @ U + b_rec) [T, B, 3H], d(b_in) [3H], d(b_rec) [3H], dh0)."""
+    n = tf.shape(dhs)[0]
+
+    def step(s, dh_next, db_in, db_rec, dxws, drecs):
+        t = n - 1 - s
+        z, r, nn, rn = tf.split(acts[t], 4, axis=1)
+        dh = dhs[t] + dh_next
+        dz = dh * (_prev(hs, t, h0) - nn) * z * (1 - z)
+        dn = dh * (1 - z) * (1 - nn * nn)
+        dr = dn * rn * r * (1 - r)
+        dxw = tf.concat([dz, dr, dn], axis=1)  # [B, 3H]
+        drec = tf.concat([dz, dr, dn * r], axis=1)  # [B, 3H]
+        return (dh * z + tf.matmul(drec, u, transpose_b=True), db_in + tf.reduce_sum(dxw, 0),
+                db_rec + tf.reduce_sum(drec, 0), dxws.write(t, dxw), drecs.write(t, drec))
+
+    B, H = h0.shape
+    zero_b = tf.zeros_like(u[0])
+    dh0, db_in, db_rec, dxws, drecs = _loop(step, n, (tf.zeros_like(h0), zero_b, zero_b, _ta(n, B, 3 * H),
+                                                      _ta(n, B, 3 * H)))
+    return dxws.stack(), drecs.stack(), db_in, db_rec, dh0
+
+
+_GRU_FWD, _GRU_FWD_XLA = _compile(_gru_forward)
+_GRU_BWD, _GRU_BWD_XLA = _compile(_gru_backward)
+
+
+def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
+    """The GRU (reset_after) layer on a whole sequence, with a hand-written backward pass.
 
     Args:
-        xw: float32[T, B, 3H], x @ kernel + input bias per step.
-        h0: float32[B, H], initial state.
-        u: float32[H, 3H], the recurrent kernel.
-        b_rec: float32[3H], the recurrent bias (row 1 of Keras' bias[2, 3H]).
-        save_for_backward: keep the per-step derivatives for the backward pass (see `lstm_sequence`).
+        x: float32[B, T, E] inputs.
+        kernel, recurrent_kernel: float32[E, 3H], [H, 3H] (Keras layout, gates z r h).
+        bias: float32[2, 3H], Keras' [input bias, recurrent bias].
+        h0: float32[B, H] initial state.
+        training: save the gates for the backward pass (see `lstm`).
 
     Returns:
-        hs float32[T, B, H].
+        hs float32[B, T, H].
     """
+    xla = _use_xla(x)
+    fwd, bwd = (_GRU_FWD_XLA, _GRU_BWD_XLA) if xla else (_GRU_FWD, _GRU_BWD)
 
     @tf.custom_gradient
-    def run(xw, h0, u, b_rec):
-        n = tf.shape(xw)[0]
-        H = u.shape[0]
-        xs = _ta(n, xw)
+    def run(x, kernel, recurrent_kernel, bias, h0):
+        x_tm, xw = _time_major_projection(x, kernel, bias[0])
+        hs, acts = fwd(*_untaped(xw, h0, recurrent_kernel, bias[1]), bool(training))
 
-        def derivs(h, z, r, nn, rn):
-            # Per step, with dh the total gradient of h':
-            #   d(rec)  = dh * [(h - n) z', (1-z)(1-n^2) rn r', (1-z)(1-n^2) r]   (rec = h @ U + b_rec)
-            #   d(xw)   = dh * [(h - n) z', (1-z)(1-n^2) rn r', (1-z)(1-n^2)]
-            #   dh_prev = dh * z + d(rec) @ U^T
-            a = (h - nn) * z * (1 - z)
-            bn = (1 - z) * (1 - nn * nn)
-            return a, bn * rn * r * (1 - r), bn * r, z, bn  # 5 x [..., H]
-
-        def step(t, h, hs, ps):
-            rec = tf.matmul(h, u) + b_rec  # [B, 3H]
-            xz, xr, xn = tf.split(xs.read(t), 3, axis=1)
-            rz, rr, rn = tf.split(rec, 3, axis=1)
-            z = tf.sigmoid(xz + rz)
-            r = tf.sigmoid(xr + rr)
-            nn = tf.tanh(xn + r * rn)
-            h_new = nn + z * (h - nn)
-            if save_for_backward:
-                ps = ps.write(t, tf.concat(derivs(h, z, r, nn, rn), axis=1))  # [B, 5H]
-            return h_new, hs.write(t, h_new), ps
-
-        h, hs, ps = _loop(step, n, (h0, _ta(n), _ta(n if save_for_backward else 0)))
-        hs = hs.stack()  # [T, B, H]
-
-        def grad(dhs):
-            hprev = _shift_in(h0, hs)
-            if save_for_backward:
-                pta = ps
-            else:
-                rec = tf.reshape(tf.matmul(_flat(hprev), u), [n, -1, 3 * H]) + b_rec
+        def grad(dout):
+            gates = acts
+            if not training:
+                hprev = _shift_in(h0, hs)
+                rec = tf.reshape(tf.matmul(_flat(hprev), recurrent_kernel), tf.shape(xw)) + bias[1]
                 xz, xr, xn = tf.split(xw, 3, axis=2)
                 rz, rr, rn = tf.split(rec, 3, axis=2)
-                z = tf.sigmoid(xz + rz)
-                r = tf.sigmoid(xr + rr)
-                nn = tf.tanh(xn + r * rn)
-                pta = _ta(n, tf.concat(derivs(hprev, z, r, nn, rn), axis=2))
-            dhs_ta = _ta(n, dhs)
+                z, r = tf.sigmoid(xz + rz), tf.sigmoid(xr + rr)
+                gates = tf.concat([z, r, tf.tanh(xn + r * rn), rn], axis=2)
+            dhs = tf.transpose(dout, [1, 0, 2])
+            dxw, drec, db_in, db_rec, dh0 = bwd(dhs, gates, hs, h0, recurrent_kernel)
+            du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(drec), transpose_a=True)  # [H, 3H]
+            dx, dkernel = _input_grads(dxw, x_tm, kernel)
+            return dx, dkernel, du, tf.stack([db_in, db_rec]), dh0
 
-            def back(s, dh_next, ds):
-                t = n - 1 - s
-                p = pta.read(t)  # [B, 5H]
-                dh = dhs_ta.read(t) + dh_next
-                d = tf.concat([dh, dh, dh, dh, dh], axis=1) * p  # [B, 5H]
-                return d[:, 3 * H:4 * H] + tf.matmul(d[:, :3 * H], u, transpose_b=True), ds.write(t, d)
+        return tf.transpose(hs, [1, 0, 2]), grad
 
-            dh0, ds = _loop(back, n, (tf.zeros_like(h0), _ta(n)))
-            d = ds.stack()  # [T, B, 5H]
-            drec = d[:, :, :3 * H]
-            dxw = tf.concat([d[:, :, :2 * H], d[:, :, 4 * H:]], axis=2)
-            du = tf.matmul(_flat(hprev), _flat(drec), transpose_a=True)  # [H, 3H]
-            db_rec = tf.reduce_sum(drec, axis=[0, 1])
-            return dxw, dh0, du, db_rec
-
-        return hs, grad
-
-    return run(xw, h0, u, b_rec)
+    return run(x, kernel, recurrent_kernel, bias, h0)
 
 
-# ----------------------------------------------------------------------------------------------------------
+# ==========================================================================================================
 # SimpleRNN (tanh): h' = tanh(x @ W + b + h @ U).
 
 
-def rnn_sequence(xw, h0, u, save_for_backward=True):
-    """The tanh RNN recurrence over time-major pre-projected inputs, with a hand-written backward.
+def _rnn_forward(xw, h0, u):
+    """xw [T, B, H] -> hs [T, B, H]."""
+    n = tf.shape(xw)[0]
+
+    def step(t, h, hs):
+        h = tf.tanh(xw[t] + tf.matmul(h, u))
+        return h, hs.write(t, h)
+
+    _, hs = _loop(step, n, (h0, _ta(n, *h0.shape)))
+    return hs.stack()
+
+
+def _rnn_backward(dhs, hs, u):
+    """Backward: (d(xw) [T, B, H], db [H], dh0)."""
+    n = tf.shape(dhs)[0]
+
+    def step(s, dh_next, db, das):
+        t = n - 1 - s
+        h = hs[t]
+        da = (dhs[t] + dh_next) * (1 - h * h)  # [B, H]
+        return tf.matmul(da, u, transpose_b=True), db + tf.reduce_sum(da, 0), das.write(t, da)
+
+    dh0, db, das = _loop(step, n, (tf.zeros_like(dhs[0]), tf.zeros_like(u[0]), _ta(n, *dhs.shape[1:])))
+    return das.stack(), db, dh0
+
+
+_RNN_FWD, _RNN_FWD_XLA = _compile(_rnn_forward)
+_RNN_BWD, _RNN_BWD_XLA = _compile(_rnn_backward)
+
+
+def simple_rnn(x, kernel, recurrent_kernel, bias, h0):
+    """The tanh RNN layer on a whole sequence, with a hand-written backward pass.
 
     Args:
-        xw: float32[T, B, H], x @ kernel + bias per step.
-        h0: float32[B, H], initial state.
-        u: float32[H, H], the recurrent kernel.
-        save_for_backward: unused (the backward needs only the outputs); kept for a uniform signature.
+        x: float32[B, T, E] inputs.
+        kernel, recurrent_kernel, bias: float32[E, H], [H, H], [H].
+        h0: float32[B, H] initial state.
 
     Returns:
-        hs float32[T, B, H].
+        hs float32[B, T, H].
     """
-    del save_for_backward
+    xla = _use_xla(x)
+    fwd, bwd = (_RNN_FWD_XLA, _RNN_BWD_XLA) if xla else (_RNN_FWD, _RNN_BWD)
 
     @tf.custom_gradient
-    def run(xw, h0, u):
-        n = tf.shape(xw)[0]
-        xs = _ta(n, xw)
+    def run(x, kernel, recurrent_kernel, bias, h0):
+        x_tm, xw = _time_major_projection(x, kernel, bias)
+        hs = fwd(*_untaped(xw, h0, recurrent_kernel))
 
-        def step(t, h, hs):
-            h_new = tf.tanh(xs.read(t) + tf.matmul(h, u))
-            return h_new, hs.write(t, h_new)
-
-        h, hs = _loop(step, n, (h0, _ta(n)))
-        hs = hs.stack()  # [T, B, H]
-
-        def grad(dhs):
-            dact = 1 - hs * hs  # tanh' for every step, [T, B, H]
-            dhs_ta = _ta(n, dhs)
-            dact_ta = _ta(n, dact)
-
-            def back(s, dh_next, das):
-                t = n - 1 - s
-                da = (dhs_ta.read(t) + dh_next) * dact_ta.read(t)  # [B, H]
-                return tf.matmul(da, u, transpose_b=True), das.write(t, da)
-
-            dh0, das = _loop(back, n, (tf.zeros_like(h0), _ta(n)))
-            da = das.stack()  # [T, B, H]
+        def grad(dout):
+            da, db, dh0 = bwd(tf.transpose(dout, [1, 0, 2]), hs, recurrent_kernel)
             du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(da), transpose_a=True)  # [H, H]
-            return da, dh0, du
+            dx, dkernel = _input_grads(da, x_tm, kernel)
+            return dx, dkernel, du, db, dh0
 
-        return hs, grad
+        return tf.transpose(hs, [1, 0, 2]), grad
 
-    return run(xw, h0, u)
+    return run(x, kernel, recurrent_kernel, bias, h0)
 
 
-# ----------------------------------------------------------------------------------------------------------
+# ==========================================================================================================
 # Keras layers
 
 
-def _project(sequences, kernel, bias):
-    """x @ kernel + bias for all steps at once, time-major: [B, T, E] -> [T, B, G]."""
-    x = tf.transpose(sequences, [1, 0, 2])  # [T, B, E]
-    xw = tf.matmul(_flat(x), kernel)  # [T*B, G]
-    if bias is not None:
-        xw = tf.nn.bias_add(xw, bias)
-    return tf.reshape(xw, tf.concat([tf.shape(x)[:2], [kernel.shape[-1]]], axis=0))
-
-
-def _batch_major(hs, sequences, units):
-    """[T, B, H] -> [B, T, H] with the static shape of `sequences` kept."""
-    out = tf.transpose(hs, [1, 0, 2])
-    out.set_shape(sequences.shape[:2].concatenate([units]))
-    return out
-
-
 class _FusedMixin:
-    """Shared checks: the fast path needs exactly the computation it implements, else Keras runs."""
+    """The fast path runs only the computation it implements; anything else is Keras' own loop."""
 
     def _fusable(self, sequences, mask, training):
         cell = self.cell
@@ -301,18 +359,26 @@ class _FusedMixin:
                 and sequences.dtype == tf.float32 and cell.compute_dtype == "float32"
                 and not (training and (cell.dropout or cell.recurrent_dropout))
                 and cell.activation is keras.activations.tanh
-                and getattr(cell, "recurrent_activation", keras.activations.sigmoid) is keras.activations.sigmoid)
+                and getattr(cell, "recurrent_activation", keras.activations.sigmoid) is keras.activations.sigmoid
+                and getattr(cell, "reset_after", True))
+
+    def _weights(self, gate_width):
+        cell = self.cell
+        bias = cell.bias if cell.use_bias else tf.zeros(gate_width)
+        return [tf.convert_to_tensor(w) for w in (cell.kernel, cell.recurrent_kernel, bias)]
+
+    def _states(self, initial_state):
+        return list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
 
 
 @keras.saving.register_keras_serializable(package="tfchar")
-class FusedLSTM(_FusedMixin, keras.layers.LSTM):
+class LSTM(_FusedMixin, keras.layers.LSTM):
     """`keras.layers.LSTM` with a fast CPU implementation (same weights, config and state handling).
 
     Args:
         units: H, hidden units.
-        **kwargs: every `keras.layers.LSTM` argument (e.g. `return_sequences`, `stateful`,
-            `kernel_initializer`). Masking, `go_backwards`, in-layer dropout and non-default activations
-            fall back to the Keras implementation.
+        **kwargs: every `keras.layers.LSTM` argument (`return_sequences`, `stateful`, `kernel_initializer`,
+            ...). Masking, `go_backwards`, in-layer dropout and non-default activations run Keras' loop.
 
     Example:
         layer = FusedLSTM(128, return_sequences=True)
@@ -322,23 +388,20 @@ class FusedLSTM(_FusedMixin, keras.layers.LSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not self._fusable(sequences, mask, training):
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        cell = self.cell
-        h0, c0 = initial_state
-        xw = _project(sequences, cell.kernel, cell.bias if cell.use_bias else None)  # [T, B, 4H]
-        hs, c = lstm_sequence(xw, h0, c0, tf.convert_to_tensor(cell.recurrent_kernel),
-                              save_for_backward=bool(training))
-        h = hs[-1]
-        return h, _batch_major(hs, sequences, self.units), [h, c]
+        h0, c0 = self._states(initial_state)
+        out, c = lstm(sequences, *self._weights([4 * self.units]), h0, c0, training=bool(training))
+        h = out[:, -1]
+        return h, out, [h, c]
 
 
 @keras.saving.register_keras_serializable(package="tfchar")
-class FusedGRU(_FusedMixin, keras.layers.GRU):
-    """`keras.layers.GRU` (reset_after=True, cuDNN-compatible) with a fast CPU implementation.
+class GRU(_FusedMixin, keras.layers.GRU):
+    """`keras.layers.GRU` (reset_after=True, the cuDNN-compatible default) with a fast CPU implementation.
 
     Args:
         units: H, hidden units.
         **kwargs: every `keras.layers.GRU` argument. `reset_after=False`, masking, `go_backwards`, in-layer
-            dropout and non-default activations fall back to the Keras implementation.
+            dropout and non-default activations run Keras' loop.
 
     Example:
         layer = FusedGRU(128, return_sequences=True, stateful=True)
@@ -346,29 +409,22 @@ class FusedGRU(_FusedMixin, keras.layers.GRU):
     """
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        if not (self._fusable(sequences, mask, training) and self.cell.reset_after):
+        if not self._fusable(sequences, mask, training):
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        cell = self.cell
-        h0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        if cell.use_bias:
-            b_in, b_rec = tf.unstack(tf.convert_to_tensor(cell.bias))  # [3H] each
-        else:
-            b_in, b_rec = None, tf.zeros([3 * self.units])
-        xw = _project(sequences, cell.kernel, b_in)  # [T, B, 3H]
-        hs = gru_sequence(xw, h0, tf.convert_to_tensor(cell.recurrent_kernel), b_rec,
-                          save_for_backward=bool(training))
-        h = hs[-1]
-        return h, _batch_major(hs, sequences, self.units), [h]
+        h0 = self._states(initial_state)[0]
+        out = gru(sequences, *self._weights([2, 3 * self.units]), h0, training=bool(training))
+        h = out[:, -1]
+        return h, out, [h]
 
 
 @keras.saving.register_keras_serializable(package="tfchar")
-class FusedRNN(_FusedMixin, keras.layers.SimpleRNN):
+class SimpleRNN(_FusedMixin, keras.layers.SimpleRNN):
     """`keras.layers.SimpleRNN` (tanh) with a fast CPU implementation.
 
     Args:
         units: H, hidden units.
         **kwargs: every `keras.layers.SimpleRNN` argument; masking, `go_backwards`, in-layer dropout and
-            other activations fall back to the Keras implementation.
+            other activations run Keras' loop.
 
     Example:
         layer = FusedRNN(128, return_sequences=True)
@@ -378,12 +434,14 @@ class FusedRNN(_FusedMixin, keras.layers.SimpleRNN):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not self._fusable(sequences, mask, training):
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        cell = self.cell
-        h0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        xw = _project(sequences, cell.kernel, cell.bias if cell.use_bias else None)  # [T, B, H]
-        hs = rnn_sequence(xw, h0, tf.convert_to_tensor(cell.recurrent_kernel))
-        h = hs[-1]
-        return h, _batch_major(hs, sequences, self.units), [h]
+        h0 = self._states(initial_state)[0]
+        out = simple_rnn(sequences, *self._weights([self.units]), h0)
+        h = out[:, -1]
+        return h, out, [h]
 
 
-FUSED = {"lstm": FusedLSTM, "gru": FusedGRU, "rnn": FusedRNN}
+# Keras' .weights.h5 files address a model's layers by snake-cased class name (`layers/lstm`, `layers/gru_1`,
+# ...), not by layer name, so the fused classes carry the Keras class names and files load interchangeably.
+# The Fused* aliases are for readers; the registered names are "tfchar>LSTM", "tfchar>GRU", "tfchar>SimpleRNN".
+FusedLSTM, FusedGRU, FusedRNN = LSTM, GRU, SimpleRNN
+FUSED = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}

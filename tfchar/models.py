@@ -1,8 +1,8 @@
 """The char-RNN: embedding -> stacked LSTM/GRU/SimpleRNN (dropout between) -> dense logits.
 
 Plain Keras layers, so a GPU runs cuDNN kernels where Keras can; on a CPU the weight-compatible fused
-layers of `tfchar.fused` run instead (`fast="auto"`), several times faster and numerically the same. Layer names are a contract with the
-exporter and with checkpoints: `embedding`, `rnn_0` ... `rnn_{L-1}`, `logits`.
+layers of `tfchar.fused` run instead (`fast="auto"`), faster and numerically the same. Layer names are a
+contract with the exporter and with checkpoints: `embedding`, `rnn_0` ... `rnn_{L-1}`, `logits`.
 
 Example:
     model = build_model(vocab_size=65, cell="lstm", rnn_size=128, num_layers=2, batch_size=50,

@@ -43,7 +43,9 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, g
         with tf.GradientTape() as tape:
             logits = model(x, training=True)  # [B, T, V]
             loss = weighted_mean(token_nll(y, logits), weights)
-        grads = tape.gradient(loss, variables)
+        # The embedding's gradient arrives as IndexedSlices with one row per occurrence of a character;
+        # global_norm over those rows is not the gradient's norm. Densify ([V, E] is small).
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
         norm = tf.linalg.global_norm(grads)
         if grad_clip > 0:
             grads, _ = tf.clip_by_global_norm(grads, grad_clip, use_norm=norm)

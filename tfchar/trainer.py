@@ -13,9 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from tfchar import config as config_lib
 from tfchar import data as data_lib
 from tfchar.corpus import describe, load_corpus
 from tfchar.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
+from tfchar.distribute import distribute_dataset, is_chief, make_distributed_train_step, make_strategy, per_replica_batch
 from tfchar.evaluation import Scorer, bpc
 from tfchar.models import build_from_config, get_states, param_count, reset_states, set_states
 from tfchar.progress import ProgressBar
@@ -139,10 +143,21 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
     weights = data_lib.loss_weights(t.scheme, d.seq_length, t.burn_in)
 
     stateful = t.scheme == "stateful"
-    model = build_from_config(m, len(corpus.vocab), batch_size=d.batch_size, seq_length=d.seq_length,
-                              stateful=stateful, seed=t.seed)
-    schedule = EpochDecay(t.learning_rate, t.lr_decay, t.lr_decay_after, steps_per_epoch)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    strategy = make_strategy(t.strategy)
+    distributed = t.strategy != "default"
+    chief = is_chief(strategy)
+    if not chief:  # other workers of a multi-worker run train in lockstep but write nothing of the run's
+        run_dir = Path(tempfile.mkdtemp(prefix="tfchar-worker-"))
+    with strategy.scope():
+        # The fused CPU layers' gradients are not yet verified under replica contexts: Keras layers are.
+        model = build_from_config(m, len(corpus.vocab), batch_size=per_replica_batch(strategy, d.batch_size),
+                                  seq_length=d.seq_length, stateful=stateful, seed=t.seed,
+                                  fast="keras" if distributed else m.implementation)
+        schedule = EpochDecay(t.learning_rate, t.lr_decay, t.lr_decay_after, steps_per_epoch)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    if distributed:
+        log(f"strategy {t.strategy}: {strategy.num_replicas_in_sync} replicas x "
+            f"{per_replica_batch(strategy, d.batch_size)} streams")
     n_params = param_count(model)
     log(f"model: {m.num_layers}x{m.rnn_size} {m.cell}, embedding {m.embedding_dim}, dropout {m.dropout}: "
         f"{n_params:,} parameters; {len(corpus.train):,} training characters")
@@ -165,11 +180,11 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
         if saved_vocab != corpus.vocab:
             raise CheckpointError(f"the text of {d.source} changed since {run_dir} was trained (different "
                                   f"vocabulary); start a new run with --train.init_from={run_dir}")
-        model(np.zeros((d.batch_size, d.seq_length), np.int32))
-        ckpt_lib.load_weights(model, last)
-        ckpt_lib.load_optimizer(optimizer, model, last)
+        with strategy.scope():
+            ckpt_lib.load_weights(model, last)
+            ckpt_lib.load_optimizer(optimizer, model, last)
         state.update(ckpt_lib.read_trainer_state(last))
-        rnn_state = ckpt_lib.load_rnn_state(last) if stateful else None
+        rnn_state = ckpt_lib.load_rnn_state(last) if stateful and not distributed else None
         log(f"resuming {run_dir} from {last.name}: step {state['step']}, epoch {state['epoch']} "
             f"batch {state['batch_in_epoch']}")
     elif t.init_from:
@@ -178,12 +193,18 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
             raise CheckpointError(f"train.init_from={t.init_from} has a different vocabulary ({len(init_vocab)} "
                                   f"symbols) than {d.source} ({len(corpus.vocab)}): initialise from a model of "
                                   f"the same text")
-        ckpt_lib.load_weights(model, init_ckpt)
+        with strategy.scope():
+            ckpt_lib.load_weights(model, init_ckpt)
         log(f"initialised weights from {init_ckpt}")
     config_lib.save(cfg.replace(train={"resume": False, "run_dir": str(run_dir)}), run_dir / "config.toml")
     corpus.vocab.save(run_dir / "vocab.json")
 
-    train_step = make_train_step(model, optimizer, t.grad_clip, weights)
+    if distributed:
+        train_step = make_distributed_train_step(strategy, model, optimizer, t.grad_clip, weights)
+    else:
+        train_step = make_train_step(model, optimizer, t.grad_clip, weights)
+    # Under a strategy each replica's state lives on its device; only single-device runs checkpoint it.
+    carried_state = (lambda: get_states(model)) if stateful and not distributed else (lambda: None)
     scorer = Scorer(m, len(corpus.vocab))
     sample_model = build_from_config(m, len(corpus.vocab), batch_size=1, stateful=True) if t.sample_length else None
     summaries = Summaries(run_dir / "logs", cfg, n_params)
@@ -200,6 +221,8 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
                                f"train.grad_clip and train again")
 
     def evaluate_and_save(reason: str):
+        if not chief:
+            return None
         val = scorer.score(model, corpus.val)
         if not math.isfinite(val["nats"]):  # weights already broken: never checkpoint them
             diverged(f"the validation loss became {val['nats']}")
@@ -209,8 +232,7 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
         state["val_loss"] = val["nats"]
         state["elapsed"] = elapsed()
         name = ckpt_lib.checkpoint_name(epoch_float(), val["nats"])
-        path = ckpt_lib.save_checkpoint(ckpt_root, name, model, optimizer, dict(state),
-                                        get_states(model) if stateful else None)
+        path = ckpt_lib.save_checkpoint(ckpt_root, name, model, optimizer, dict(state), carried_state())
         if is_best:
             ckpt_lib.point(ckpt_root, "best", path.name)
         ckpt_lib.prune(ckpt_root, t.keep_checkpoints)
@@ -238,13 +260,14 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
     last_eval_step = state["step"] if t.resume else -1
     with _StopFlag() as stop, history:
         while state["epoch"] < t.epochs and not done:
-            if rnn_state is not None:
+            if rnn_state is not None and state["batch_in_epoch"] > 0:
                 set_states(model, rnn_state)  # resumed mid-epoch: continue the carried state
-                rnn_state = None
             elif stateful:
                 reset_states(model)
-            ds = data_lib.make_dataset(corpus.train, d.batch_size, d.seq_length, t.scheme, t.seed,
-                                       state["epoch"], t.stride, start=state["batch_in_epoch"])
+            rnn_state = None
+            epoch_data = functools.partial(data_lib.make_dataset, corpus.train, d.batch_size, d.seq_length, t.scheme,
+                                           t.seed, state["epoch"], t.stride, start=state["batch_in_epoch"])
+            ds = distribute_dataset(strategy, epoch_data, d.batch_size) if distributed else epoch_data()
             bar = ProgressBar(steps_per_epoch, state["batch_in_epoch"], f"epoch {state['epoch'] + 1}/{t.epochs}")
             window_t, window_steps, window_loss, window_norm = time.time(), 0, 0.0, 0.0
             for x, y in ds:
@@ -268,7 +291,7 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
                     state["elapsed"] = elapsed()
                     name = ckpt_lib.checkpoint_name(epoch_float(), state.get("val_loss") or float("nan"))
                     path = ckpt_lib.save_checkpoint(ckpt_root, name + "_interrupted", model, optimizer, dict(state),
-                                                    get_states(model) if stateful else None)
+                                                    carried_state())
                     summaries.close()
                     raise TrainingInterrupted(
                         f"stopped at step {state['step']}; checkpoint {path}; resume with:\n"
@@ -290,6 +313,10 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
     if last_eval_step != state["step"]:
         evaluate_and_save("final")
 
+    if not chief:
+        summaries.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return {"run_dir": None, "steps": state["step"], "chief": False}
     best = ckpt_lib.resolve_checkpoint(run_dir, "best")
     result = {"run_dir": str(run_dir), "best_checkpoint": str(best), "best_val_loss": state["best_val_loss"],
               "best_val_bpc": bpc(state["best_val_loss"]), "steps": state["step"], "epochs": epoch_float(),
@@ -306,7 +333,7 @@ def run(pipeline: str | None, overrides: list[str], log=print) -> dict:
     cfg, run_dir = resolve_config(pipeline, overrides)
     log(f"run directory: {run_dir}")
     result = fit(cfg, run_dir, log)
-    if cfg.export.on_finish:
+    if cfg.export.on_finish and result.get("run_dir"):
         from tfchar.exporter import export_run
 
         out = Path(cfg.export.out) if cfg.export.out else Path("saved_models") / run_dir.name

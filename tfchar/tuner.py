@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import shutil
 import statistics
@@ -86,7 +85,7 @@ class Param:
             return hp.Choice(self.name, list(self.choices))
         if self.kind is int:
             return hp.Int(self.name, self.min, self.max, step=self.step, sampling=self.sampling)
-        return hp.Float(self.name, self.min, self.max, step=self.step, sampling=self.sampling)
+        return _clean(hp.Float(self.name, self.min, self.max, step=self.step, sampling=self.sampling))
 
     def extremes(self) -> list:
         return list(self.choices) if self.choices is not None else [self.min, self.max]
@@ -97,6 +96,11 @@ class Param:
         extra = (f", step {self.step}" if self.step is not None else "") + \
             (f", {self.sampling}" if self.sampling != "linear" else "")
         return f"{self.min}..{self.max}{extra}"
+
+
+def _clean(v):
+    """0.30000000000000004 (min + 3 * step) -> 0.3, so configs and best.toml show the value meant."""
+    return float(f"{v:.12g}") if isinstance(v, float) else v
 
 
 def find_space(path: str) -> Path:
@@ -435,8 +439,9 @@ def run(pipeline: str | None, overrides: list[str], log=print) -> dict:
         tuner.search()
     except _Fatal as e:
         if isinstance(e.error, TrainingInterrupted):
+            again = [pipeline or "", *(a for a in overrides if not a.startswith("--tune.resume"))]
             raise TrainingInterrupted(f"search interrupted; continue it with: python -m tfchar.tune "
-                                      f"{' '.join([pipeline or ''] + overrides).strip()} --tune.resume=true") from None
+                                      f"{' '.join(again).strip()} --tune.resume=true") from None
         raise e.error from None
     except RuntimeError as e:  # Keras Tuner stops after max_consecutive_failed_trials (3) failures in a row
         if "consecutive failures" not in str(e) or role == "worker":
@@ -447,7 +452,8 @@ def run(pipeline: str | None, overrides: list[str], log=print) -> dict:
     if role == "worker":
         log(f"worker {tuner.tuner_id}: no trials left; the chief writes {project_dir}/summary.md")
         return {"project_dir": str(project_dir)}
-    result = finish(tuner.oracle, cfg, params, project_dir, pipeline, log)
+    command = " ".join(["python -m tfchar.tune", *([pipeline] if pipeline else []), *overrides])
+    result = finish(tuner.oracle, cfg, params, project_dir, command, log)
     if stopped:
         raise TrainingDiverged(stopped)
     return result
@@ -473,7 +479,7 @@ def summary_rows(oracle, params: list[Param], max_epochs: int) -> list[dict]:
     for trial in oracle.trials.values():
         values = trial.hyperparameters.values
         row = {"trial": trial.trial_id, "status": trial.status,
-               "values": {p.name: values.get(p.name) for p in params},
+               "values": {p.name: _clean(values.get(p.name)) for p in params},
                "epochs": int(values.get("tuner/epochs", max_epochs)), "from": values.get("tuner/trial_id")}
         for m in (OBJECTIVE, "params", "wall_time_s"):
             row[m] = trial.metrics.get_best_value(m) if trial.metrics.exists(m) else None
@@ -537,16 +543,15 @@ def best_pipeline(cfg: config_lib.Config, best: dict, params: list[Param], proje
     return "\n".join(lines) + "\n"
 
 
-def finish(oracle, cfg: config_lib.Config, params: list[Param], project_dir: Path, pipeline: str | None,
+def finish(oracle, cfg: config_lib.Config, params: list[Param], project_dir: Path, command: str,
            log=print) -> dict:
     """Print and write summary.md; write best.toml from the best completed trial."""
     rows = summary_rows(oracle, params, cfg.tune.max_epochs)
     table = format_table(rows, params)
     best = rows[0] if rows and rows[0].get("rank") else None
     failed = sum(r["status"] == "FAILED" for r in rows)
-    source = f"python -m tfchar.tune {pipeline or ''}".rstrip()
     text = [f"# Search {project_dir.name}", "",
-            f"`{source}` - {cfg.tune.algorithm}, {len(rows)} trials ({failed} failed), objective: validation "
+            f"`{command}`", "", f"{cfg.tune.algorithm}, {len(rows)} trials ({failed} failed), objective: validation "
             f"bits per character (lower is better). Compare the trials' curves and hyperparameters with "
             f"`tensorboard --logdir {project_dir}` (HParams tab).", "", table, ""]
     result = {"project_dir": str(project_dir), "rows": rows, "best": best, "best_toml": None}

@@ -1,0 +1,60 @@
+"""`python -m tfchar.demo [MODEL] [--port N]`: generate text in a web page with the exported TFLite model.
+
+The page runs the model in the browser with LiteRT.js (WebAssembly, XNNPack): no Python or TensorFlow
+is involved once it is loaded. This command only serves files, on the loopback interface by default.
+
+Example:
+    npm ci --prefix web                                  # once: LiteRT.js into web/node_modules
+    python -m tfchar.demo saved_models/tiny_shakespeare  # then open the printed URL
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tfchar.errors import ConfigError, cli_guard
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a one-line tfchar error instead of usage text."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (see python -m tfchar.demo --help)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = _Parser(prog="python -m tfchar.demo", description=__doc__.splitlines()[0].split(": ", 1)[1],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", nargs="?", default=None,
+                   help="export dir (its model.tflite) or a .tflite file; default saved_models/tiny_shakespeare")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    return p.parse_args(argv)
+
+
+@cli_guard
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    from tfchar import webdemo
+
+    model = webdemo.resolve_model(a.model)
+    server = webdemo.make_server(model, a.host, a.port)
+    host, port = server.server_address[:2]
+    if model is None:
+        print(f"no model at {webdemo.DEFAULT_MODEL}: pick a .tflite file on the page, "
+              f"or pass MODEL (python -m tfchar.demo EXPORT_DIR)", flush=True)
+    else:
+        print(f"model: {model}", flush=True)
+    host = f"[{host}]" if ":" in host else host  # IPv6 literal in a URL
+    print(f"demo: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

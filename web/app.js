@@ -1,0 +1,122 @@
+// The page: load a model (?model=URL, default the demo server's model/model.tflite, or a picked file),
+// check the form, stream the text into the output as it is sampled, and report chars/s.
+// document.body.dataset.state (loading, ready, running, done, error) tells tests where the page is.
+
+import {CharModel, DemoError, fetchModel} from './model.js';
+
+const $ = (id) => document.getElementById(id);
+const DEFAULT_MODEL = 'model/model.tflite'; // python -m tfchar.demo serves MODEL (default saved_models/tiny_shakespeare) here
+const PAINT_EVERY_MS = 30; // hand the browser a frame this often while generating
+let model = null;
+let stopRequested = false;
+
+function setState(state, message = '') {
+  document.body.dataset.state = state;
+  $('error').textContent = state === 'error' ? message : '';
+  $('error').hidden = state !== 'error';
+  $('generate').disabled = !model || state === 'running' || state === 'loading';
+  $('stop').disabled = state !== 'running';
+}
+
+async function loadModel(bytesPromise, name) {
+  setState('loading');
+  $('model-info').textContent = `loading ${name} ...`;
+  try {
+    const t0 = performance.now();
+    const bytes = await bytesPromise;
+    model?.delete();
+    model = null;
+    model = await CharModel.load(bytes, name);
+    const ms = performance.now() - t0;
+    $('model-info').textContent = `${name}: ${(bytes.length / 1e6).toFixed(2)} MB, ${model.vocabSize} ` +
+        `${model.byteUnit ? 'bytes' : 'characters'}, state ${model.stateSize} floats; loaded in ` +
+        `${ms.toFixed(0)} ms; runs on the CPU (LiteRT.js WebAssembly, XNNPack)`;
+    setState('ready');
+  } catch (e) {
+    $('model-info').textContent = `no model loaded (${name})`;
+    setState('error', message(e));
+  }
+}
+
+/** The form's settings, or a DemoError naming the first bad field and how to fix it. */
+function readForm() {
+  const int = (id) => Number($(id).value.trim() === '' ? NaN : $(id).value);
+  const s = {prime: $('prime').value, length: int('length'), greedy: $('greedy').checked,
+             temperature: int('temperature'), topK: int('top-k'), topP: int('top-p'), seed: int('seed')};
+  if (!Number.isInteger(s.length) || s.length <= 0) throw new DemoError(`Length ${$('length').value} must be a positive whole number, e.g. 500`);
+  if (!s.greedy && !(s.temperature > 0 && Number.isFinite(s.temperature))) {
+    throw new DemoError(`Temperature ${$('temperature').value} must be a positive number, e.g. 0.8 (or tick Greedy)`);
+  }
+  if (!Number.isInteger(s.topK) || s.topK < 0) throw new DemoError(`Top-k ${$('top-k').value} must be a whole number >= 0 (0 = off)`);
+  if (!(s.topP > 0 && s.topP <= 1)) throw new DemoError(`Top-p ${$('top-p').value} must be in (0, 1], e.g. 0.9 (1 = off)`);
+  if (!Number.isInteger(s.seed) || s.seed < -(2 ** 31) || s.seed >= 2 ** 31) {
+    throw new DemoError(`Seed ${$('seed').value} must be a whole number that fits in 32 bits`);
+  }
+  const unknown = model.unknown(s.prime);
+  if (unknown.length) {
+    const shown = unknown.slice(0, 20).map((u) => JSON.stringify(model.byteUnit ? `byte ${u}` : String.fromCodePoint(u)));
+    throw new DemoError(`The prime has ${unknown.length} character(s) this model never saw: ${shown.join(', ')}; ` +
+                        `remove them (the model knows ${model.vocabSize})`);
+  }
+  if (s.greedy) s.temperature = 0; // the exported sampler's greedy: argmax
+  return s;
+}
+
+async function generate() {
+  let s;
+  try {
+    s = readForm();
+  } catch (e) {
+    setState('error', message(e));
+    return;
+  }
+  setState('running');
+  stopRequested = false;
+  const decoder = new TextDecoder('utf-8'); // byte models: UTF-8 split across steps decodes when complete
+  $('out-prime').textContent = s.prime;
+  $('out-text').textContent = '';
+  let text = '';
+  let n = 0;
+  const t0 = performance.now();
+  let painted = t0;
+  try {
+    const ids = model.units(s.prime).map((u) => model.index.get(u));
+    for await (const cp of model.generate(ids, s.length, s)) {
+      text += model.byteUnit ? decoder.decode(Uint8Array.of(cp), {stream: true}) : String.fromCodePoint(cp);
+      n++;
+      if (performance.now() - painted > PAINT_EVERY_MS) {
+        show(text, n, t0);
+        await new Promise((resolve) => setTimeout(resolve, 0)); // let the page paint and take clicks
+        painted = performance.now();
+        if (stopRequested) break;
+      }
+    }
+    if (model.byteUnit) text += decoder.decode();
+    show(text, n, t0);
+    setState('done');
+  } catch (e) {
+    setState('error', message(e));
+  }
+}
+
+function show(text, n, t0) {
+  const seconds = (performance.now() - t0) / 1000;
+  $('out-text').textContent = text;
+  $('stats').textContent = `${n} chars in ${seconds.toFixed(2)} s: ${(n / seconds).toFixed(0)} chars/s`;
+  $('stats').dataset.charsPerSecond = (n / seconds).toFixed(1);
+}
+
+function message(e) {
+  return e instanceof DemoError ? e.message : `unexpected error: ${e?.message ?? e}`;
+}
+
+$('generate').addEventListener('click', generate);
+$('stop').addEventListener('click', () => { stopRequested = true; });
+$('greedy').addEventListener('change', () => { $('temperature').disabled = $('greedy').checked; });
+$('model-file').addEventListener('change', () => {
+  const file = $('model-file').files[0];
+  if (file) loadModel(file.arrayBuffer().then((b) => new Uint8Array(b)), file.name);
+});
+
+const url = new URLSearchParams(location.search).get('model') || DEFAULT_MODEL;
+loadModel(fetchModel(url), url);
