@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=100, help="corpus size in MB")
     ap.add_argument("--steps", type=int, default=20, help="training steps of the 2x512 LSTM")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--unit", default="byte", choices=["byte", "char"],
+                    help="byte (as Graves modelled enwik8; vocab <= 256) or char (code points)")
     args = ap.parse_args()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tfchar-large-"))
@@ -57,14 +59,14 @@ def main() -> None:
         t = time.time()
         size = build_corpus(corpus_path, args.mb)
         print(f"built corpus: {size / 1e6:.1f} MB of stdlib sources in {time.time() - t:.1f}s")
-    rss_before = peak_rss_mb()
-
     from tfchar.config import load_config
     from tfchar.corpus import load_corpus
     from tfchar.trainer import fit
 
+    rss_before = peak_rss_mb()  # TensorFlow itself, before any corpus work
+
     cache = work / "cache"
-    cfg = load_config(None, [f"--data.source={corpus_path}", f"--data.cache_dir={cache}", "--data.batch_size=64",
+    cfg = load_config(None, [f"--data.source={corpus_path}", f"--data.cache_dir={cache}", f"--data.unit={args.unit}", "--data.batch_size=64",
                              "--data.seq_length=100", "--model.rnn_size=512", f"--train.max_steps={args.steps}",
                              "--train.eval_every=0", "--train.sample_length=0", "--export.on_finish=false",
                              f"--train.run_dir={work / 'run'}", "--data.val_frac=0.002", "--data.test_frac=0.002"])
@@ -78,7 +80,7 @@ def main() -> None:
     rss_encode = peak_rss_mb()
     print(f"encode: {encode_s:.1f}s for {len(corpus.train) + len(corpus.val) + len(corpus.test):,} characters, "
           f"vocab {len(corpus.vocab)}, cache {cache_bytes / 1e6:.1f} MB ({corpus.train.dtype}); "
-          f"peak RSS after encode {rss_encode:.0f} MB (before: {rss_before:.0f} MB)")
+          f"peak RSS after encode {rss_encode:.0f} MB (TensorFlow alone: {rss_before:.0f} MB)")
     t = time.time()
     result = fit(cfg, work / "run", log=lambda s: None)
     print(f"train: {args.steps} steps of a 2x512 LSTM in {time.time() - t:.1f}s "

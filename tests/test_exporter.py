@@ -76,6 +76,10 @@ def keras_logits(model, ids) -> np.ndarray:
     return np.asarray(model(np.asarray(ids, np.int32)[None, :], training=False))[0]  # [N, V]
 
 
+def keras_logits_batch(model, ids) -> np.ndarray:
+    return np.asarray(model(np.asarray(ids, np.int32), training=False))  # [B, T, V]
+
+
 def run_steps(step, ids, state_size) -> np.ndarray:
     state, out = np.zeros([1, state_size], np.float32), []
     for token in ids:
@@ -92,7 +96,8 @@ def tflite_generate(path, prime, length, temperature=1.0, top_k=0, top_p=1.0, se
 
 # ------------------------------------------------------------------------------------------ the step
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", pytest.param("gru", marks=pytest.mark.slow),
+                                  pytest.param("rnn", marks=pytest.mark.slow)])
 def test_exported_step_matches_keras_on_real_text(tmp_path_factory, shakespeare_text, cell):
     r = exported(tmp_path_factory, shakespeare_text[:60_000], cell, int8=(cell == "lstm"))
     ids = r.splits["test"][:200]
@@ -127,7 +132,8 @@ KNOBS = [dict(temperature=1.0), dict(temperature=0.7, top_k=10), dict(temperatur
 def test_generate_agrees_across_routes(lstm_export, knobs):
     r = lstm_export
     prime = r.vocab.codepoints[r.vocab.encode("ROMEO:")]
-    saved = tf.saved_model.load(str(r.out / "saved_model")).signatures["generate"]
+    loaded = tf.saved_model.load(str(r.out / "saved_model"))
+    saved = loaded.signatures["generate"]
     gen = CharGenerator.from_keras(r.model, r.vocab)
     k = dict(temperature=0.0, top_k=0, top_p=1.0) | knobs
     for seed in (0, 1, 77):
@@ -181,10 +187,6 @@ def reference_bpc(model, ids, streams=exporter.EVAL_STREAMS) -> float:
     return -logp.reshape(streams * t, -1)[np.arange(n), ids[1:]].sum() / n / math.log(2)
 
 
-def keras_logits_batch(model, ids) -> np.ndarray:
-    return np.asarray(model(np.asarray(ids, np.int32), training=False))  # [B, T, V]
-
-
 def test_bpc_is_measured_through_step(lstm_export):
     r = lstm_export
     for split in ("val", "test"):
@@ -207,6 +209,7 @@ print(json.dumps({"tfchar": [k for k in sys.modules if k.startswith("tfchar")], 
 """
 
 
+@pytest.mark.slow
 def test_saved_model_loads_without_tfchar_and_shows_in_cli(lstm_export, tmp_path):
     sm = str(lstm_export.out / "saved_model")
     load = subprocess.Popen([sys.executable, "-c", SCRIPT, sm], cwd=tmp_path, stdout=subprocess.PIPE,
@@ -228,6 +231,7 @@ def test_saved_model_loads_without_tfchar_and_shows_in_cli(lstm_export, tmp_path
         assert name in shown
 
 
+@pytest.mark.slow
 def test_byte_model_exports_byte_values(tmp_path_factory, shakespeare_text):
     text = shakespeare_text[:20_000] + "\nCAFÉ: déjà vu, naïve café.\n" * 20
     r = exported(tmp_path_factory, text, "gru", int8=False, unit="byte")

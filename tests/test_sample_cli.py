@@ -1,10 +1,12 @@
 """`python -m tfchar.sample`: every route prints the same seeded text; bad input is a one-line error.
 
-Each case is its own process (TensorFlow import included), so the cases of a test run concurrently.
+Subprocess cases start TensorFlow each (seconds), so they run concurrently and are few; the other cases
+call the same entry point (`tfchar.sample.main`) in this process.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,10 +18,14 @@ from tfchar import sampler
 from test_exporter import lstm_export  # noqa: F401  (session fixture: a trained run and its export)
 
 
+# One thread pool each: the processes share two cores.
+ENV = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
+
+
 def run_all(arg_lists, timeout=300) -> list[subprocess.CompletedProcess]:
     """Run `python -m tfchar.sample ARGS` for each list concurrently; results in order."""
     procs = [subprocess.Popen([sys.executable, "-m", "tfchar.sample", *map(str, args)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, encoding="utf-8") for args in arg_lists]
+                              stderr=subprocess.PIPE, text=True, encoding="utf-8", env=ENV) for args in arg_lists]
     results = []
     for args, p in zip(arg_lists, procs):
         out, err = p.communicate(timeout=timeout)
@@ -27,16 +33,20 @@ def run_all(arg_lists, timeout=300) -> list[subprocess.CompletedProcess]:
     return results
 
 
+@pytest.mark.slow
 def test_every_route_prints_the_same_text(lstm_export):
     r = lstm_export
     seeded = ["--prime", "ROMEO:", "--length", 300, "--temperature", 0.8, "--seed", 7]
-    results = run_all([[r.run, *seeded], [r.out, *seeded], [r.out / "model.tflite", *seeded],
-                       [r.out / "saved_model", *seeded[2:], "--prime", "RO☃MEO:", "--unknown", "skip"]])
+    results = run_all([[r.run, *seeded], [r.out, *seeded],
+                       [r.out / "model.tflite", *seeded[2:], "--prime", "RO☃MEO:", "--unknown", "skip"]])
     for res in results:
         assert res.returncode == 0, res.stderr[-2000:]
     texts = [res.stdout for res in results]
     assert texts[0].startswith("ROMEO:") and len(texts[0]) == len("ROMEO:") + 300 + 1
-    assert texts[0] == texts[1] == texts[2] == texts[3]
+    assert texts[0] == texts[1] == texts[2]
+    # The SavedModel-dir route, in this process:
+    assert sampler.sample(r.out / "saved_model", prime="ROMEO:", length=300, temperature=0.8, seed=7,
+                          out=False) == [texts[0][:-1]]
 
 
 def test_greedy_batches_are_identical_across_routes(lstm_export, capsys):
@@ -92,14 +102,12 @@ def check_error(returncode, stdout, stderr, expected, args):
     assert stdout == "", args
 
 
+@pytest.mark.slow
 def test_bad_input_is_a_one_line_error(lstm_export, bad_models):
-    tflite = lstm_export.out / "model.tflite"
     cases = [
         ([bad_models / "missing"], "does not exist"),
-        ([bad_models / "bad_saved_model"], "cannot load SavedModel"),
         ([bad_models / "foreign.tflite"], "no generate/vocabulary signature"),
-        ([tflite, "--length", 0], "--length 0 must be positive"),
-        ([tflite, "--prime", "ROMEO ☃ ü"], "not in the model's vocabulary: '☃', 'ü'"),
+        ([lstm_export.out / "model.tflite", "--length", 0], "--length 0 must be positive"),
     ]
     for (args, expected), res in zip(cases, run_all([args for args, _ in cases])):
         check_error(res.returncode, res.stdout, res.stderr, expected, args)
@@ -112,6 +120,8 @@ def test_more_bad_input_in_process(lstm_export, bad_models, capsys):
     tflite = lstm_export.out / "model.tflite"
     cases = [
         ([bad_models / "garbage.tflite"], "cannot read"),
+        ([bad_models / "bad_saved_model"], "cannot load SavedModel"),
+        ([tflite, "--prime", "ROMEO ☃ ü"], "not in the model's vocabulary: '☃', 'ü'"),
         ([bad_models / "run"], "corrupt"),
         ([tflite, "--temperature", 0], "--greedy"),
         ([tflite, "--temperature", "nan"], "--temperature"),

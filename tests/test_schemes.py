@@ -138,3 +138,57 @@ def test_fit_carries_state_only_in_the_stateful_scheme(scheme, small_text_file, 
         assert saved_state and any(np.abs(s).max() > 0 for s in saved_state)  # carried state is part of resume
     else:
         assert saved_state is None  # a non-stateful model: nothing to carry
+
+
+# ============================================================================================ sampling schemes
+
+@pytest.fixture(scope="module")
+def generator(corpus):
+    from tfchar.generator import CharGenerator
+
+    model = model_for(corpus)
+    return model, CharGenerator.from_keras(model, corpus.vocab)
+
+
+def test_windowed_sampling_with_a_long_window_is_progressive_sampling(generator, corpus):
+    from tfchar.evaluator import StepModel
+    from tfchar.sampler import stream_ids
+    from tfchar.windowed import windowed_sample
+
+    _, gen = generator
+    prime = corpus.vocab.encode("ROMEO:")
+    knobs = dict(temperature=0.8, top_k=5, top_p=0.95, seed=11, num_samples=2)
+    progressive = np.concatenate(list(stream_ids(gen, prime, 40, **knobs)), axis=1)
+    windowed = windowed_sample(StepModel(gen.step, gen.state_size, gen.vocab_size), prime, 40, window=46, **knobs)
+    assert windowed.shape == (2, 40) and np.array_equal(windowed, progressive)  # same draws, same seeds
+
+
+def test_windowed_sampling_reads_only_the_last_k_characters(generator, corpus):
+    """Naive reference: the Keras model on the last K ids from zero state, drawn with the sampler's own ops."""
+    import tensorflow as tf
+
+    from tfchar import sampler
+    from tfchar.evaluator import StepModel
+    from tfchar.windowed import windowed_sample
+
+    model, gen = generator
+    plain = build_model(len(corpus.vocab), "lstm", 16, 2, embedding_dim=8)
+    plain.set_weights(model.get_weights())
+    prime, k, n = list(corpus.vocab.encode("First Citizen:\n")), 5, 25
+    rng, context = sampler.seed_rng(tf.constant(sampler.sample_seeds(3, 1))), list(prime)
+    for _ in range(n):
+        logits = plain(np.array([context[-k:]], np.int32))[:, -1]  # [1, V]
+        rng = sampler.next_rng(rng)
+        context.append(int(sampler.sample_ids(logits, sampler.uniform(rng), 1.0, 0, 1.0)[0]))
+    got = windowed_sample(StepModel(gen.step, gen.state_size, gen.vocab_size), prime, n, window=k, seed=3)
+    assert got[0].tolist() == context[len(prime):]
+
+
+def test_windowed_sampling_rejects_an_empty_window(generator):
+    from tfchar.errors import ConfigError
+    from tfchar.evaluator import StepModel
+    from tfchar.windowed import windowed_sample
+
+    _, gen = generator
+    with pytest.raises(ConfigError, match="--window 0 must be >= 1"):
+        windowed_sample(StepModel(gen.step, gen.state_size, gen.vocab_size), [1, 2], 5, window=0)

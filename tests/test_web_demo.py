@@ -81,13 +81,61 @@ def test_missing_runtime_is_one_line_with_the_fix(tmp_path):
 
 
 def test_model_argument(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(webdemo, "DEFAULT_MODELS", [tmp_path / "default"])
     assert webdemo.resolve_model(None) is None  # default export absent: serve the page anyway
     (tmp_path / "exp").mkdir()
     (tmp_path / "exp" / "model.tflite").write_bytes(b"x")
     assert webdemo.resolve_model(tmp_path / "exp") == (tmp_path / "exp" / "model.tflite").resolve()
     with pytest.raises(CheckpointError, match="python -m tfchar.export"):
         webdemo.resolve_model(tmp_path / "nope")
+
+
+# ============================================================================================ sampler.js
+
+JS_DRAW = """
+import {readFileSync} from 'node:fs';
+import {draw, nextRng, seedRng, settings, uniform} from '%s';
+const {cases, seeds} = JSON.parse(readFileSync(0, 'utf-8'));
+const tokens = cases.map(([logits, u, t, k, p]) =>
+  draw(Float32Array.from(logits), u, settings(t, k, p, logits.length)));
+const streams = seeds.map((seed) => {
+  let x = seedRng(seed);
+  return Array.from({length: 5}, () => uniform(x = nextRng(x)));
+});
+process.stdout.write(JSON.stringify({tokens, streams}));
+"""
+
+
+def test_js_sampler_draws_what_the_exported_sampler_draws():
+    """web/sampler.js against tfchar.sampler on random logits (ties too) and every knob, bit for bit."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfchar import sampler
+
+    if shutil.which("node") is None:
+        _browser_or_skip()
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(300):
+        logits = (rng.normal(size=40) * rng.choice([0.5, 3.0, 10.0])).astype(np.float32)
+        if i % 5 == 0:
+            logits[rng.integers(0, 40, 8)] = logits.max()  # ties at the top
+        u = float(rng.integers(0, 1 << 24)) / (1 << 24)  # what sampler.uniform can return
+        cases.append([logits.tolist(), u, float(rng.choice([0, 0.5, 0.8, 1.3])), int(rng.choice([0, 1, 5, 20, 60])),
+                      float(np.float32(rng.choice([1.0, 0.95, 0.5, 0.1])))])
+    expect = [int(sampler.sample_ids([c[0]], [c[1]], *c[2:]).numpy()[0]) for c in cases]
+    seeds = [0, 1, 7, 123, -1, -(2**31), 2**31 - 1]
+    streams = []
+    for seed in seeds:
+        x = sampler.seed_rng(tf.constant([seed]))
+        streams.append([float(sampler.uniform(x := sampler.next_rng(x)).numpy()[0]) for _ in range(5)])
+    r = subprocess.run(["node", "--input-type=module", "-e", JS_DRAW % (WEB / "sampler.js").as_uri()],
+                       input=json.dumps({"cases": cases, "seeds": seeds}), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["streams"] == streams
+    assert got["tokens"] == expect
 
 
 # ============================================================================================ slow: browser
@@ -154,12 +202,20 @@ def drive(steps, tmp_path) -> dict:
     """Run web/drive.mjs (Playwright + /usr/bin/chromium) on `steps`; return its named reads."""
     script = tmp_path / f"steps-{time.monotonic_ns()}.json"
     script.write_text(json.dumps(steps))
-    r = subprocess.run(["node", str(WEB / "drive.mjs"), str(script)], cwd=WEB, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "CHROMIUM": str(CHROMIUM)})
+    # Own process group: on a timeout, Chromium goes too, not only node.
+    proc = subprocess.Popen(["node", str(WEB / "drive.mjs"), str(script)], cwd=WEB, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "CHROMIUM": str(CHROMIUM)})
     try:
-        result = json.loads(r.stdout.strip().splitlines()[-1])
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+    try:
+        result = json.loads(out.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        raise AssertionError(f"drive.mjs failed (exit {r.returncode}): {r.stderr[-2000:]}") from None
+        raise AssertionError(f"drive.mjs failed (exit {proc.returncode}): {err[-2000:]}") from None
     assert "error" not in result, f"{result['error']}\nconsole: {result['console'][-10:]}"
     return result["reads"]
 
@@ -167,11 +223,12 @@ def drive(steps, tmp_path) -> dict:
 SETTLED = "['done', 'error', 'ready'].includes(document.body.dataset.state)"
 
 
-def run_steps(name, prime=PRIME, length=LENGTH, greedy=True, temperature=0.8, seed=SEED):
+def run_steps(name, prime=PRIME, length=LENGTH, greedy=True, temperature=0.8, top_k=0, top_p=1.0, seed=SEED):
     """Steps that fill the form, click Generate, wait, and read #output, #error and chars/s as name.*"""
     return [{"fill": "#prime", "value": prime}, {"fill": "#length", "value": length},
             {"check": "#greedy", "on": greedy}, *([] if greedy else [{"fill": "#temperature", "value": temperature}]),
-            {"fill": "#seed", "value": seed}, {"eval": "document.body.dataset.state = 'clicked'"},
+            {"fill": "#top-k", "value": top_k}, {"fill": "#top-p", "value": top_p}, {"fill": "#seed", "value": seed},
+            {"eval": "document.body.dataset.state = 'clicked'"},
             {"click": "#generate"}, {"wait": SETTLED},
             {"text": "#output", "as": f"{name}.output"}, {"text": "#error", "as": f"{name}.error"},
             {"eval": "document.getElementById('stats').dataset.charsPerSecond || ''", "as": f"{name}.cps"}]
@@ -187,7 +244,7 @@ def printed(model, **kwargs) -> str:
     from tfchar import sampler
 
     buf = io.StringIO()
-    sampler.sample(str(model), length=LENGTH, seed=SEED, out=buf, **kwargs)
+    sampler.sample(str(model), length=LENGTH, out=buf, **{"seed": SEED, **kwargs})
     return buf.getvalue()[:-1]
 
 
@@ -210,11 +267,12 @@ def page(demo, export_dir, tmp_path_factory):
     garbage = tmp / "notes.tflite"
     garbage.write_bytes(b"these are notes, not a model\n" * 20)
     steps = [{"goto": demo}, {"wait": SETTLED}, {"text": "#error", "as": "load.error"},
-             *run_steps("greedy"), *run_steps("sampled", greedy=False),
-             {"screenshot": str(ARTIFACTS / "web-demo.png")},
+             *run_steps("greedy"), *run_steps("nucleus", greedy=False, top_k=10, top_p=0.9, seed=-5),
+             *run_steps("sampled", greedy=False), {"screenshot": str(ARTIFACTS / "web-demo.png")},
              *run_steps("unknown", prime="ROMEO: caf\u00e9 \u20ac"), *run_steps("zero", length=0),
              *pick_steps("foreign", not_tfchar_tflite(tmp / "double.tflite")), *pick_steps("garbage", garbage),
-             {"goto": demo + "?model=model/missing.tflite"}, {"wait": SETTLED}, {"text": "#error", "as": "missing.error"}]
+             {"goto": demo + "?model=model/missing.tflite"}, {"wait": SETTLED},
+             {"text": "#error", "as": "missing.error"}]
     return drive(steps, tmp)
 
 
@@ -231,6 +289,8 @@ def test_seeded_sampling_equals_python_sample(page, export_dir):
     assert page["sampled.error"] == ""
     assert page["sampled.output"] == printed(export_dir / "model.tflite", prime=PRIME, temperature=0.8)
     assert float(page["sampled.cps"]) > 0
+    assert page["nucleus.output"] == printed(export_dir / "model.tflite", prime=PRIME, temperature=0.8, top_k=10,
+                                             top_p=0.9, seed=-5)
     assert (ARTIFACTS / "web-demo.png").stat().st_size > 10_000
 
 

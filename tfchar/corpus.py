@@ -26,7 +26,7 @@ import numpy as np
 from tfchar.errors import DataError
 from tfchar.vocab import Vocab
 
-CHUNK_BYTES = 1 << 24  # 16 MiB of text per encoding step: bounds memory for any corpus size
+CHUNK_BYTES = 1 << 22  # 4 MiB of text per encoding step: bounds memory for any corpus size
 CACHE_VERSION = 1
 SPLITS = ("train", "val", "test")
 BOM = codecs.BOM_UTF8

@@ -25,8 +25,8 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv=None) -> argparse.Namespace:
     p = _Parser(prog="python -m tfchar.demo", description=__doc__.splitlines()[0].split(": ", 1)[1],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("model", nargs="?", default=None,
-                   help="export dir (its model.tflite) or a .tflite file; default saved_models/tiny_shakespeare")
+    p.add_argument("model", nargs="?", default=argparse.SUPPRESS,  # absent: the default export, if it exists
+                   help="export dir (its model.tflite) or a .tflite file (default: saved_models/tiny_shakespeare)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     return p.parse_args(argv)
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     from tfchar import webdemo
 
-    model = webdemo.resolve_model(a.model)
+    model = webdemo.resolve_model(getattr(a, "model", None))
     server = webdemo.make_server(model, a.host, a.port)
     host, port = server.server_address[:2]
     if model is None:

@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=256, help="time steps per call (bounds memory)")
     p.add_argument("--dynamic", action="store_true",
                    help="also run dynamic evaluation: a gradient step after each scored segment (run dirs only)")
-    p.add_argument("--dynamic_lr", type=float, default=1e-3, help="learning rate of dynamic evaluation")
+    p.add_argument("--dynamic_lr", type=float, default=3e-4, help="learning rate of dynamic evaluation")
     p.add_argument("--dynamic_optimizer", choices=("sgd", "adam"), default="adam", help="optimizer of dynamic evaluation")
     p.add_argument("--segment", type=int, default=50, help="characters scored between dynamic updates")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object instead of text")

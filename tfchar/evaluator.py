@@ -129,7 +129,7 @@ def score_keras(model_cfg, vocab_size: int, ckpt: Path, ids: np.ndarray, streams
 
 
 def dynamic_score(model_cfg, vocab_size: int, ckpt: Path, ids: np.ndarray, streams: int = 1, segment: int = 50,
-                  lr: float = 1e-3, optimizer: str = "adam", grad_clip: float = 5.0) -> dict:
+                  lr: float = 3e-4, optimizer: str = "adam", grad_clip: float = 5.0) -> dict:
     """Dynamic evaluation: score each segment, then one gradient step on it (in memory only).
 
     Args:
@@ -274,7 +274,7 @@ def text_ids(vocab, path) -> tuple[np.ndarray, int, list[str]]:
 # ============================================================================================ the whole job
 
 def evaluate(model_path, text=None, split: str | None = None, streams: int = 1, chunk: int = 256,
-             dynamic: bool = False, dynamic_lr: float = 1e-3, segment: int = 50, dynamic_optimizer: str = "adam",
+             dynamic: bool = False, dynamic_lr: float = 3e-4, segment: int = 50, dynamic_optimizer: str = "adam",
              log: Callable[[str], None] = lambda s: None) -> dict:
     """Score a text under a model; returns the static figures and, with `dynamic`, the dynamic ones.
 

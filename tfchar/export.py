@@ -20,12 +20,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(prog="python -m tfchar.export", description=__doc__.splitlines()[0].split(": ", 1)[1],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(prog="python -m tfchar.export", description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("run_dir", help="run directory (runs/<name>) or one of its checkpoints")
     p.add_argument("--out", default="", help="export directory ('' = the run's export.out, else saved_models/<name>)")
-    p.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint of a run dir to export")
-    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip model_int8.tflite")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="checkpoint of a run dir to export (default: best)")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="do not write model_int8.tflite")
     return p.parse_args(argv)
 
 

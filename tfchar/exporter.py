@@ -72,34 +72,35 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        tf.saved_model.save(gen, str(tmp / "saved_model"), signatures=gen.signatures())
-        files = {"saved_model": tmp / "saved_model", "tflite": tmp / "model.tflite"}
-        (tmp / "model.tflite").write_bytes(to_tflite(tmp / "saved_model"))
-        if int8:
-            files["tflite_int8"] = tmp / "model_int8.tflite"
-            files["tflite_int8"].write_bytes(to_tflite(tmp / "saved_model", int8=True))
-        vocab.save(tmp / "vocab.json")
-        config_lib.save(cfg, tmp / "config.toml", sections=["data", "model"])
-        sizes = {k: _size(p) for k, p in files.items()}
-        log("  " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
-
+        files = _write_files(tmp, gen, cfg, vocab, int8)
         metrics = {"run": str(run), "checkpoint": ckpt.name, "cell": gen.cell, "num_layers": gen.num_layers,
                    "rnn_size": gen.hidden, "vocab_size": gen.vocab_size, "state_size": gen.state_size,
-                   "unit": vocab.unit, "sizes": sizes}
+                   "unit": vocab.unit, "sizes": {k: _size(p) for k, p in files.items()}}
         if int8:
-            metrics["int8_size_ratio"] = sizes["tflite_int8"] / sizes["tflite"]
-        steps = {"saved_model": saved_model_step(files["saved_model"])}
-        steps.update({k: tflite_step(files[k]) for k in ("tflite", "tflite_int8") if k in files})
+            metrics["int8_size_ratio"] = metrics["sizes"]["tflite_int8"] / metrics["sizes"]["tflite"]
+        log("  " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in metrics["sizes"].items())
+            + (f" (int8/float {metrics['int8_size_ratio']:.2f})" if int8 else ""))
         splits = _splits(cfg, vocab, log) if splits is None else splits
-        probe = _probe_ids(splits, gen.vocab_size)
-        metrics["parity"] = {k: logit_difference(model, fn, probe, gen.state_size) for k, fn in steps.items()}
-        metrics.update(_bpc_metrics(steps, splits, gen.state_size, log))
+        metrics.update(_measure(model, files, splits, _probe_ids(splits, len(vocab)), gen.state_size, log))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"  wrote {out}")
     return metrics
+
+
+def _write_files(tmp: Path, gen: CharGenerator, cfg, vocab, int8: bool) -> dict:
+    """Write the SavedModel, the TFLite files, vocab.json and config.toml; {name: path} of the models."""
+    files = {"saved_model": tmp / "saved_model", "tflite": tmp / "model.tflite"}
+    tf.saved_model.save(gen, str(files["saved_model"]), signatures=gen.signatures())
+    files["tflite"].write_bytes(to_tflite(files["saved_model"]))
+    if int8:
+        files["tflite_int8"] = tmp / "model_int8.tflite"
+        files["tflite_int8"].write_bytes(to_tflite(files["saved_model"], int8=True))
+    vocab.save(tmp / "vocab.json")
+    config_lib.save(cfg, tmp / "config.toml", sections=["data", "model"])
+    return files
 
 
 def to_tflite(saved_model_dir, int8: bool = False) -> bytes:
@@ -115,10 +116,10 @@ def to_tflite(saved_model_dir, int8: bool = False) -> bytes:
 
 def saved_model_step(path):
     """The SavedModel's `step` signature as a numpy function (token [B], state [B, S]) -> (logits, state)."""
-    step = tf.saved_model.load(str(path)).signatures["step"]
+    loaded = tf.saved_model.load(str(path))  # referenced below: its variables live as long as `run`
 
     def run(token, state):
-        r = step(token=tf.constant(token, tf.int32), state=tf.constant(state, tf.float32))
+        r = loaded.signatures["step"](token=tf.constant(token, tf.int32), state=tf.constant(state, tf.float32))
         return r["logits"].numpy(), r["state"].numpy()
 
     return run
@@ -183,10 +184,16 @@ def logit_difference(model, step, ids, state_size: int) -> float:
     return worst
 
 
-def _bpc_metrics(steps: dict, splits: dict | None, state_size: int, log) -> dict:
+def _measure(model, files: dict, splits: dict | None, probe, state_size: int, log) -> dict:
+    """Parity of every exported `step` with Keras on `probe` ids [B, T], and bpc on the splits (if given)."""
+    steps = {"saved_model": saved_model_step(files["saved_model"])}
+    steps.update({k: tflite_step(files[k]) for k in ("tflite", "tflite_int8") if k in files})
+    m = {"parity": {k: logit_difference(model, fn, probe, state_size) for k, fn in steps.items()}}
+    worst = max(m["parity"]["saved_model"], m["parity"]["tflite"])
+    if worst > 1e-4:
+        log(f"  WARNING: exported logits differ from Keras by up to {worst:.2g}; please report this")
     if not splits:
-        return {}
-    m = {}
+        return m
     for name in ("val", "test"):
         if name in splits and len(splits[name]) > 1:
             m[f"{name}_bpc"] = bpc(steps["saved_model"], splits[name], state_size)

@@ -50,6 +50,11 @@ def _loop(body, n, loop_vars):
     return out[1:]
 
 
+def _steps(seq):
+    """T of a time-major [T, ...] tensor: a Python int when static (so loop outputs keep static shapes)."""
+    return seq.shape[0] if seq.shape[0] is not None else tf.shape(seq)[0]
+
+
 def _ta(n, batch, width):
     """An empty float32 TensorArray of n elements [batch, width] (XLA needs the static element shape)."""
     return tf.TensorArray(tf.float32, size=n, element_shape=tf.TensorShape([batch, width]))
@@ -107,7 +112,7 @@ def _untaped(*tensors):
 
 def _lstm_forward(xw, h0, c0, u, save):
     """xw [T, B, 4H] -> (hs [T, B, H], cs [T, B, H], acts [T, B, 4H] activated gates, or [0] if not save)."""
-    n = tf.shape(xw)[0]
+    n = _steps(xw)
 
     def step(t, h, c, hs, cs, acts):
         z = xw[t] + tf.matmul(h, u)  # [B, 4H]
@@ -126,7 +131,7 @@ def _lstm_forward(xw, h0, c0, u, save):
 
 def _lstm_backward(dhs, dc_last, acts, cs, c0, u):
     """Backward through the recurrence: (dz [T, B, 4H] = d(xw), db [4H], dh0, dc0)."""
-    n = tf.shape(dhs)[0]
+    n = _steps(dhs)
 
     def step(s, dh_next, dc, db, dzs):
         t = n - 1 - s
@@ -196,7 +201,7 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
 
 def _gru_forward(xw, h0, u, b_rec, save):
     """xw [T, B, 3H] -> (hs [T, B, H], acts [T, B, 4H] = (z, r, n, rn) per step, or [0] if not save)."""
-    n = tf.shape(xw)[0]
+    n = _steps(xw)
 
     def step(t, h, hs, acts):
         xz, xr, xn = tf.split(xw[t], 3, axis=1)
@@ -216,7 +221,7 @@ def _gru_forward(xw, h0, u, b_rec, save):
 
 def _gru_backward(dhs, acts, hs, h0, u):
     """Backward: (d(xw) [T, B, 3H], d(h @ U + b_rec) [T, B, 3H], d(b_in) [3H], d(b_rec) [3H], dh0)."""
-    n = tf.shape(dhs)[0]
+    n = _steps(dhs)
 
     def step(s, dh_next, db_in, db_rec, dxws, drecs):
         t = n - 1 - s
@@ -288,7 +293,7 @@ def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
 
 def _rnn_forward(xw, h0, u):
     """xw [T, B, H] -> hs [T, B, H]."""
-    n = tf.shape(xw)[0]
+    n = _steps(xw)
 
     def step(t, h, hs):
         h = tf.tanh(xw[t] + tf.matmul(h, u))
@@ -300,7 +305,7 @@ def _rnn_forward(xw, h0, u):
 
 def _rnn_backward(dhs, hs, u):
     """Backward: (d(xw) [T, B, H], db [H], dh0)."""
-    n = tf.shape(dhs)[0]
+    n = _steps(dhs)
 
     def step(s, dh_next, db, das):
         t = n - 1 - s

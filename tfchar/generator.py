@@ -26,7 +26,7 @@ from tfchar import sampler
 GATES = {4: "lstm", 3: "gru", 1: "rnn"}
 STATES_PER_LAYER = {"lstm": 2, "gru": 1, "rnn": 1}
 UNITS = ("char", "byte")
-CHUNK = 64  # tokens per inner sampling loop (see _sample_loop)
+MIN_CHUNK = 64  # tokens per inner sampling loop, at least (see _sample_loop)
 
 
 def keras_weights(model) -> dict:
@@ -103,6 +103,23 @@ class CharGenerator(tf.Module):
         self.logits_kernel.assign(d["logits_kernel"])
         self.logits_bias.assign(d["logits_bias"])
 
+    def signatures(self) -> dict:
+        """Concrete functions to export; `serving_default` is `generate`."""
+        gen = self.generate.get_concrete_function()
+        return {"serving_default": gen, "generate": gen, "step": self.step.get_concrete_function(),
+                "vocabulary": self.vocabulary.get_concrete_function()}
+
+    def _make_functions(self):
+        """tf.functions with the state width S in their input shapes (apps read S from `step`'s input)."""
+        spec = tf.TensorSpec
+        tokens, state = spec([None], tf.int32, name="token"), spec([None, self.state_size], tf.float32, name="state")
+        self.generate = tf.function(self._generate, input_signature=[
+            spec([None], tf.int32, name="prime"), spec([], tf.int32, name="length"),
+            spec([], tf.float32, name="temperature"), spec([], tf.int32, name="top_k"),
+            spec([], tf.float32, name="top_p"), spec([], tf.int32, name="seed")])
+        self.step = tf.function(self._step, input_signature=[tokens, state])
+        self.vocabulary = tf.function(self._vocabulary, input_signature=[])
+
     # ------------------------------------------------------------------------------------ the network
 
     def _unpack(self, state):
@@ -165,18 +182,21 @@ class CharGenerator(tf.Module):
         Returns (ids int32[B, length], last sampled token [B], state parts before reading it, rng [B]).
         """
         # Every loop tensor keeps its shape across iterations: one that grew each step would make TFLite
-        # re-prepare the loop body each step. Each chunk of CHUNK tokens goes into a [B, CHUNK] buffer
-        # (a one-hot write per step), then is padded into place in the [B, length] output.
+        # re-prepare the loop body each step. Each chunk of C tokens goes into a [B, C] buffer (a one-hot
+        # write per step), then is padded into place in the [B, length] output. C ~ sqrt(length) keeps
+        # both writes cheap: O(C) per step, O(length) per chunk.
+        chunk = tf.maximum(MIN_CHUNK, tf.cast(tf.sqrt(tf.cast(length, tf.float32)), tf.int32))
+
         def chunk_body(t, token, rng, buf, *parts):
             x, parts = self._advance(token, list(parts))
             rng = sampler.next_rng(rng)
             token = sampler.draw(self._logits(x), sampler.uniform(rng), knobs)
-            buf += tf.one_hot(t, CHUNK, dtype=tf.int32) * tf.expand_dims(token, 1)  # buf[:, t] = token
+            buf += tf.one_hot(t, chunk, dtype=tf.int32) * tf.expand_dims(token, 1)  # buf[:, t] = token
             return (t + 1, token, rng, buf, *parts)
 
         def body(done, token, rng, out, *parts):
-            n = tf.minimum(CHUNK, length - done)
-            buf = tf.zeros([tf.shape(token)[0], CHUNK], tf.int32)
+            n = tf.minimum(chunk, length - done)
+            buf = tf.zeros([tf.shape(token)[0], chunk], tf.int32)
             _, token, rng, buf, *parts = tf.while_loop(lambda t, *_: t < n, chunk_body,
                                                        (tf.constant(0), token, rng, buf, *parts))
             out += tf.pad(buf[:, :n], [[0, 0], [done, length - done - n]])  # out[:, done:done + n] = buf
@@ -217,25 +237,6 @@ class CharGenerator(tf.Module):
 
     # ------------------------------------------------------------------------------------ Python route
 
-    def _prime_state(self, ids, batch):
-        return tf.concat(self._feed(ids, self._unpack(tf.zeros([batch, self.state_size]))), axis=1)
-
-    def _sample_chunk(self, token, state, rng, length, temperature, top_k, top_p):
-        knobs = sampler.settings(temperature, top_k, top_p, self.vocab_size)
-        out, token, parts, rng = self._sample_loop(token, self._unpack(state), rng, length, knobs)
-        return out, token, tf.concat(parts, axis=1), rng
-
-    def _make_functions(self):
-        """tf.functions with the state width S in their input shapes (apps read S from `step`'s input)."""
-        spec = tf.TensorSpec
-        tokens, state = spec([None], tf.int32, name="token"), spec([None, self.state_size], tf.float32, name="state")
-        self.generate = tf.function(self._generate, input_signature=[
-            spec([None], tf.int32, name="prime"), spec([], tf.int32, name="length"),
-            spec([], tf.float32, name="temperature"), spec([], tf.int32, name="top_k"),
-            spec([], tf.float32, name="top_p"), spec([], tf.int32, name="seed")])
-        self.step = tf.function(self._step, input_signature=[tokens, state])
-        self.vocabulary = tf.function(self._vocabulary, input_signature=[])
-
     def prime_state(self, ids, batch):
         """Packed state [batch, S] after reading token ids int32[N] (all but the token to sample after)."""
         return self._python_route()[0](ids, batch)
@@ -255,8 +256,10 @@ class CharGenerator(tf.Module):
                     i, f, i, f]))
         return self._route
 
-    def signatures(self) -> dict:
-        """Concrete functions to export; `serving_default` is `generate`."""
-        gen = self.generate.get_concrete_function()
-        return {"serving_default": gen, "generate": gen, "step": self.step.get_concrete_function(),
-                "vocabulary": self.vocabulary.get_concrete_function()}
+    def _prime_state(self, ids, batch):
+        return tf.concat(self._feed(ids, self._unpack(tf.zeros([batch, self.state_size]))), axis=1)
+
+    def _sample_chunk(self, token, state, rng, length, temperature, top_k, top_p):
+        knobs = sampler.settings(temperature, top_k, top_p, self.vocab_size)
+        out, token, parts, rng = self._sample_loop(token, self._unpack(state), rng, length, knobs)
+        return out, token, tf.concat(parts, axis=1), rng

@@ -23,7 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = _Parser(prog="python -m tfchar.sample", description=__doc__.splitlines()[0].split(": ", 1)[1],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", help="run dir (best checkpoint), export dir, SavedModel dir or .tflite file")
-    p.add_argument("--prime", default="\n", help="text the model reads first; printed before the continuation")
+    p.add_argument("--prime", default="\n", help="text the model reads first; printed before the continuation "
+                                                  "(default: %(default)r)")
     p.add_argument("--length", type=int, default=2000, help="characters (bytes for byte models) to sample")
     p.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is more conservative")
     p.add_argument("--greedy", action="store_true", help="always take the most likely character (argmax)")

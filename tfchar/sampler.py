@@ -348,9 +348,10 @@ class _SavedModelRoute(_ExportedRoute):
         self._generate = sigs["generate"]
 
     def generate(self, prime, length, temperature, top_k, top_p, seed) -> np.ndarray:
-        return self._generate(prime=tf.constant(prime, tf.int32), length=tf.constant(length, tf.int32),
-                              temperature=tf.constant(temperature, tf.float32), top_k=tf.constant(top_k, tf.int32),
-                              top_p=tf.constant(top_p, tf.float32), seed=tf.constant(seed, tf.int32))["codepoints"].numpy()
+        out = self._generate(prime=tf.constant(prime, tf.int32), length=tf.constant(length, tf.int32),
+                             temperature=tf.constant(temperature, tf.float32), top_k=tf.constant(top_k, tf.int32),
+                             top_p=tf.constant(top_p, tf.float32), seed=tf.constant(seed, tf.int32))
+        return out["codepoints"].numpy()
 
 
 class _TFLiteRoute(_ExportedRoute):

@@ -1,8 +1,8 @@
 """`python -m tfchar.study {schemes,cells}`: train every training scheme (or cell) at one budget and tabulate the results.
 
 Example:
-    python -m tfchar.study schemes --chars 2000000                 # docs/study/schemes.{md,csv,png}
-    python -m tfchar.study cells --chars 2000000                   # docs/study/cells.{md,csv,png}
+    python -m tfchar.study schemes --chars 1500000                 # docs/study/schemes.{md,csv,png}
+    python -m tfchar.study cells --chars 1500000                   # docs/study/cells.{md,csv,png}
     python -m tfchar.study schemes --chars 50000 --out /tmp/s --rnn_size 32 --batch_size 8 --seq_length 32
 """
 
@@ -25,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("study", choices=("schemes", "cells"),
                    help="schemes: stateful/windows/overlap/single_loss on two corpora; cells: lstm/gru/rnn at equal size")
-    p.add_argument("--chars", type=int, default=2_000_000, help="processed training characters per run (the budget)")
+    p.add_argument("--chars", type=int, default=1_500_000, help="processed training characters per run (the budget)")
     p.add_argument("--out", default="docs/study", help="where the table (.md, .csv) and the plot (.png) go")
     p.add_argument("--runs", default="", help="keep the training runs here ('' = a temporary dir, deleted after)")
     p.add_argument("--batch_size", type=int, default=50)
@@ -33,10 +33,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rnn_size", type=int, default=128, help="H of the LSTM; the cells study matches its parameters")
     p.add_argument("--num_layers", type=int, default=2)
     p.add_argument("--embedding_dim", type=int, default=64)
-    p.add_argument("--evals", type=int, default=8, help="validation points per run")
+    p.add_argument("--evals", type=int, default=6, help="validation points per run")
     p.add_argument("--learning_rate", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=123)
-    p.add_argument("--stdlib_bytes", type=int, default=3_000_000, help="size of the Python-source corpus")
+    p.add_argument("--stdlib_bytes", type=int, default=2_000_000, help="size of the Python-source corpus")
     a = p.parse_args(argv)
     for key in ("chars", "batch_size", "seq_length", "rnn_size", "num_layers", "embedding_dim", "evals", "stdlib_bytes"):
         if getattr(a, key) < 1:
@@ -49,7 +49,11 @@ def main(argv=None) -> None:
     a = parse_args(argv)
     from pathlib import Path
 
+    import tensorflow as tf
+
     from tfchar import studies  # imports TensorFlow: after the flags are known to parse
+
+    tf.get_logger().setLevel("ERROR")  # each run's fresh sampler re-traces its functions: expected, not news
 
     setup = studies.Setup(chars=a.chars, batch_size=a.batch_size, seq_length=a.seq_length, rnn_size=a.rnn_size,
                           num_layers=a.num_layers, embedding_dim=a.embedding_dim, evals=a.evals,

@@ -6,7 +6,7 @@ URL layout (the page needs nothing else, and nothing from the internet):
     /model/model.tflite     the model being demoed (whatever its file name), /model/vocab.json beside it
 
 Only those files are served: a path with `..`, an absolute or drive path, or a symlink leading out of
-its root is refused (403), and anything else is 404. Standard library only; loopback by default.
+its root is refused (403); anything else is 404. Standard library only; loopback by default.
 
 Example:
     server = make_server(resolve_model("saved_models/tiny_shakespeare"), port=8000)
@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +26,7 @@ from tfchar.errors import CheckpointError, TfcharError
 WEB = Path(__file__).resolve().parents[1] / "web"
 RUNTIME = "node_modules/@litertjs"  # the only part of node_modules the page loads
 DEFAULT_MODEL = Path("saved_models/tiny_shakespeare")
+DEFAULT_MODELS = [DEFAULT_MODEL, WEB.parent / DEFAULT_MODEL]
 PAGE_SUFFIXES = (".html", ".js", ".css", ".png", ".svg", ".ico")
 MIME = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
         ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -45,13 +47,14 @@ def check_runtime(web: Path = WEB) -> None:
 
 def resolve_model(path=None) -> Path | None:
     """The .tflite file to serve for MODEL (an export dir or a .tflite file); None if the default is absent."""
-    p = Path(path) if path else DEFAULT_MODEL
+    if path is None:  # the default export, from the current dir or else from the repository's
+        found = [p / "model.tflite" for p in DEFAULT_MODELS if (p / "model.tflite").is_file()]
+        return found[0].resolve() if found else None
+    p = Path(path)
     if p.is_dir():
         p = p / "model.tflite"
     if p.is_file() and p.suffix == ".tflite":
         return p.resolve()
-    if path is None and not p.exists():
-        return None  # no default model yet: the page still works with its file picker
     raise CheckpointError(f"{path} is not an export dir with model.tflite nor a .tflite file: "
                           f"export one with python -m tfchar.export RUN_DIR --out DIR")
 
@@ -115,8 +118,6 @@ class Handler(SimpleHTTPRequestHandler):
 
 class DemoServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
-        import sys
-
         if not isinstance(sys.exc_info()[1], ConnectionError):  # a closed tab mid-download is no error
             super().handle_error(request, client_address)
 
@@ -128,4 +129,5 @@ def make_server(model: Path | None, host: str = "127.0.0.1", port: int = 8000, w
     try:
         return DemoServer((host, port), handler)
     except OSError as e:
-        raise TfcharError(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port") from None
+        raise TfcharError(f"cannot listen on {host}:{port} ({e.strerror or e}): "
+                          f"choose another --port or --host") from None

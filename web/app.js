@@ -5,7 +5,8 @@
 import {CharModel, DemoError, fetchModel} from './model.js';
 
 const $ = (id) => document.getElementById(id);
-const DEFAULT_MODEL = 'model/model.tflite'; // python -m tfchar.demo serves MODEL (default saved_models/tiny_shakespeare) here
+// python -m tfchar.demo serves its MODEL here (default saved_models/tiny_shakespeare/model.tflite).
+const DEFAULT_MODEL = 'model/model.tflite';
 const PAINT_EVERY_MS = 30; // hand the browser a frame this often while generating
 let model = null;
 let stopRequested = false;
@@ -40,23 +41,28 @@ async function loadModel(bytesPromise, name) {
 
 /** The form's settings, or a DemoError naming the first bad field and how to fix it. */
 function readForm() {
-  const int = (id) => Number($(id).value.trim() === '' ? NaN : $(id).value);
-  const s = {prime: $('prime').value, length: int('length'), greedy: $('greedy').checked,
-             temperature: int('temperature'), topK: int('top-k'), topP: int('top-p'), seed: int('seed')};
-  if (!Number.isInteger(s.length) || s.length <= 0) throw new DemoError(`Length ${$('length').value} must be a positive whole number, e.g. 500`);
-  if (!s.greedy && !(s.temperature > 0 && Number.isFinite(s.temperature))) {
-    throw new DemoError(`Temperature ${$('temperature').value} must be a positive number, e.g. 0.8 (or tick Greedy)`);
+  const raw = (id) => $(id).value.trim();
+  const num = (id) => (raw(id) === '' ? NaN : Number(raw(id)));
+  const s = {prime: $('prime').value, length: num('length'), greedy: $('greedy').checked,
+             temperature: num('temperature'), topK: num('top-k'), topP: num('top-p'), seed: num('seed')};
+  const fail = (text) => { throw new DemoError(text); };
+  if (!Number.isInteger(s.length) || s.length <= 0) {
+    fail(`Length ${raw('length')} must be a positive whole number, e.g. 500`);
   }
-  if (!Number.isInteger(s.topK) || s.topK < 0) throw new DemoError(`Top-k ${$('top-k').value} must be a whole number >= 0 (0 = off)`);
-  if (!(s.topP > 0 && s.topP <= 1)) throw new DemoError(`Top-p ${$('top-p').value} must be in (0, 1], e.g. 0.9 (1 = off)`);
+  if (!s.greedy && !(s.temperature > 0 && Number.isFinite(s.temperature))) {
+    fail(`Temperature ${raw('temperature')} must be a positive number, e.g. 0.8 (or tick Greedy)`);
+  }
+  if (!Number.isInteger(s.topK) || s.topK < 0) fail(`Top-k ${raw('top-k')} must be a whole number >= 0 (0 = off)`);
+  if (!(s.topP > 0 && s.topP <= 1)) fail(`Top-p ${raw('top-p')} must be in (0, 1], e.g. 0.9 (1 = off)`);
   if (!Number.isInteger(s.seed) || s.seed < -(2 ** 31) || s.seed >= 2 ** 31) {
-    throw new DemoError(`Seed ${$('seed').value} must be a whole number that fits in 32 bits`);
+    fail(`Seed ${raw('seed')} must be a whole number that fits in 32 bits`);
   }
   const unknown = model.unknown(s.prime);
   if (unknown.length) {
-    const shown = unknown.slice(0, 20).map((u) => JSON.stringify(model.byteUnit ? `byte ${u}` : String.fromCodePoint(u)));
-    throw new DemoError(`The prime has ${unknown.length} character(s) this model never saw: ${shown.join(', ')}; ` +
-                        `remove them (the model knows ${model.vocabSize})`);
+    const name = (u) => JSON.stringify(model.byteUnit ? `byte ${u}` : String.fromCodePoint(u));
+    const shown = unknown.slice(0, 20).map(name);
+    fail(`The prime has ${unknown.length} character(s) this model never saw: ${shown.join(', ')}; ` +
+         `remove them (the model knows ${model.vocabSize})`);
   }
   if (s.greedy) s.temperature = 0; // the exported sampler's greedy: argmax
   return s;
