@@ -110,40 +110,47 @@ def _untaped(*tensors):
 # c' = f * c + i * g; h' = o * tanh(c').
 
 
+def _lstm_derivatives(i, f, g, o, c_prev, tc):
+    """Per-step factors of the backward pass, [..., 6H]: with dh the total gradient of h' and
+    dc = dc_next + dh * P5, the gradient of z = [i f g o] pre-activations is [dc, dc, dc, dh] * P[:4H],
+    and dc_prev = dc * f. (i f g o: activated gates; tc = tanh(c').)"""
+    return tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tc * o * (1 - o),
+                      o * (1 - tc * tc), f], axis=-1)
+
+
 def _lstm_forward(xw, h0, c0, u, save):
-    """xw [T, B, 4H] -> (hs [T, B, H], cs [T, B, H], acts [T, B, 4H] activated gates, or [0] if not save)."""
+    """xw [T, B, 4H] -> (hs [T, B, H], cs [T, B, H], P [T, B, 6H] backward factors, or [0] if not save)."""
     n = _steps(xw)
 
-    def step(t, h, c, hs, cs, acts):
+    def step(t, h, c, hs, cs, ps):
         z = xw[t] + tf.matmul(h, u)  # [B, 4H]
         i, f, g, o = tf.split(z, 4, axis=1)
         i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-        c = f * c + i * g
-        h = o * tf.tanh(c)
-        if save:
-            acts = acts.write(t, tf.concat([i, f, g, o], axis=1))
-        return h, c, hs.write(t, h), cs.write(t, c), acts
+        c_new = f * c + i * g
+        tc = tf.tanh(c_new)
+        h = o * tc
+        if save:  # computed here, while the gates are at hand, so the backward loop is a few multiplies
+            ps = ps.write(t, _lstm_derivatives(i, f, g, o, c, tc))
+        return h, c_new, hs.write(t, h), cs.write(t, c_new), ps
 
     B, H = h0.shape
-    _, _, hs, cs, acts = _loop(step, n, (h0, c0, _ta(n, B, H), _ta(n, B, H), _ta(n if save else 0, B, 4 * H)))
-    return hs.stack(), cs.stack(), acts.stack() if save else tf.zeros([0])
+    _, _, hs, cs, ps = _loop(step, n, (h0, c0, _ta(n, B, H), _ta(n, B, H), _ta(n if save else 0, B, 6 * H)))
+    return hs.stack(), cs.stack(), ps.stack() if save else tf.zeros([0])
 
 
-def _lstm_backward(dhs, dc_last, acts, cs, c0, u):
+def _lstm_backward(dhs, dc_last, ps, u):
     """Backward through the recurrence: (dz [T, B, 4H] = d(xw), db [4H], dh0, dc0)."""
     n = _steps(dhs)
+    B, H = dc_last.shape
 
     def step(s, dh_next, dc, db, dzs):
         t = n - 1 - s
-        i, f, g, o = tf.split(acts[t], 4, axis=1)
-        tc = tf.tanh(cs[t])
+        p = ps[t]  # [B, 6H]
         dh = dhs[t] + dh_next
-        dc = dc + dh * o * (1 - tc * tc)
-        dz = tf.concat([dc * g * i * (1 - i), dc * _prev(cs, t, c0) * f * (1 - f), dc * i * (1 - g * g),
-                        dh * tc * o * (1 - o)], axis=1)  # [B, 4H]
-        return tf.matmul(dz, u, transpose_b=True), dc * f, db + tf.reduce_sum(dz, 0), dzs.write(t, dz)
+        dc = dc + dh * p[:, 4 * H:5 * H]
+        dz = tf.concat([dc, dc, dc, dh], axis=1) * p[:, :4 * H]  # [B, 4H]
+        return tf.matmul(dz, u, transpose_b=True), dc * p[:, 5 * H:], db + tf.reduce_sum(dz, 0), dzs.write(t, dz)
 
-    B, H = c0.shape
     dh0, dc0, db, dzs = _loop(step, n, (tf.zeros_like(dhs[0]), dc_last, tf.zeros_like(u[0]), _ta(n, B, 4 * H)))
     return dzs.stack(), db, dh0, dc0
 
@@ -159,8 +166,8 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
         x: float32[B, T, E] inputs.
         kernel, recurrent_kernel, bias: float32[E, 4H], [H, 4H], [4H] (Keras layout, gates i f c o).
         h0, c0: float32[B, H] initial state.
-        training: save the gate activations for the backward pass; if False the forward saves only the
-            cell states and a gradient, should one be taken, recomputes the gates.
+        training: save the backward pass's per-step factors; if False the forward saves only the states
+            and a gradient, should one be taken anyway, recomputes them.
 
     Returns:
         (hs float32[B, T, H], c_T float32[B, H]).
@@ -174,16 +181,17 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
         hs, cs, acts = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training))
 
         def grad(dout, dc_last):
-            gates = acts
-            if not training:  # recompute the activated gates from the saved states
+            factors = acts
+            if not training:  # recompute the gates from the saved states
                 hprev = _shift_in(h0, hs)
                 z = xw + tf.reshape(tf.matmul(_flat(hprev), recurrent_kernel), tf.shape(xw))
                 i, f, g, o = tf.split(z, 4, axis=2)
-                gates = tf.concat([tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)], axis=2)
+                i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+                factors = _lstm_derivatives(i, f, g, o, _shift_in(c0, cs), tf.tanh(cs))
             if dc_last is None:
                 dc_last = tf.zeros_like(c0)
             dhs = tf.transpose(dout, [1, 0, 2])
-            dz, db, dh0, dc0 = bwd(dhs, dc_last, gates, cs, c0, recurrent_kernel)
+            dz, db, dh0, dc0 = bwd(dhs, dc_last, factors, recurrent_kernel)
             du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(dz), transpose_a=True)  # [H, 4H]
             dx, dkernel = _input_grads(dz, x_tm, kernel)
             return dx, dkernel, du, db, dh0, dc0
