@@ -3,7 +3,8 @@
 Batch 64, seq 100, vocab 65, Adam, global-norm clip 5, as the trainer runs it (`tfchar.models.build_model`
 + `tfchar.train_step.make_train_step`), after warm-up. Each configuration is timed in several interleaved
 rounds and the best round is reported, because other processes may share the CPU (the load average is
-printed). Also printed: the measured GEMM peak (a large `tf.matmul`), each configuration's share of it (from
+printed, and so is the throughput per CPU-second of this process, which load disturbs much less: on an
+idle machine that keeps both cores busy, chars/s approaches twice it). Also printed: the measured GEMM peak (a large `tf.matmul`), each configuration's share of it (from
 the model's training FLOPs per character), the GRU/LSTM cost per parameter, and the input pipeline alone.
 
     python benchmarks/train_throughput.py            # full table (~10 minutes on 2 cores)
@@ -83,20 +84,22 @@ def bench_models(configs, impls, steps: int, rounds: int, peak: float) -> dict:
         # interleave the implementations so both see the same background load
         n = max(2, steps * 128 // hidden if hidden < 512 else steps)
         best = {fast: 0.0 for fast in runs}
+        cpu = {fast: 0.0 for fast in runs}  # chars per second of this process's CPU time (all threads)
         for _ in range(rounds):
             for fast, (step, _, _) in runs.items():
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 for _ in range(n):
                     loss, _ = step(x, y)
                 float(loss)
                 best[fast] = max(best[fast], n * B * T / (time.perf_counter() - t))
+                cpu[fast] = max(cpu[fast], n * B * T / max(time.process_time() - c, 1e-9))
         flops = train_flops_per_char(cell, hidden)
         for fast, (step, params, warm) in runs.items():
             rate = best[fast]
             results[(cell, hidden, fast)] = (rate, params)
             print(f"  2x{hidden:<4d} {cell:4s} {fast:5s}  {rate:9,.0f} chars/s  {rate * flops / 1e9:6.1f} GFLOP/s "
-                  f"= {rate * flops / 1e9 / peak:5.1%} of peak   (params {params:,}, warm-up {warm:.1f}s)",
-                  flush=True)
+                  f"= {rate * flops / 1e9 / peak:5.1%} of peak   ({cpu[fast]:8,.0f} chars per CPU-second; "
+                  f"params {params:,}, warm-up {warm:.1f}s)", flush=True)
         if len(runs) == 2:
             print(f"  2x{hidden:<4d} {cell:4s} speed-up fused/keras x{best['fused'] / best['keras']:.2f}", flush=True)
     return results

@@ -28,50 +28,44 @@ def _pair(cell, **kwargs):
     return ref, new
 
 
-def _value_and_grads(layer, x, training):
-    weights = layer.trainable_weights
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=training)
-        loss = tf.reduce_sum(y * tf.reshape(tf.sin(tf.range(tf.size(y), dtype=tf.float32) * 0.37), y.shape))
-    gx, *gw = tape.gradient(loss, [x, *weights])
-    return y, gx, gw
+def _run(layer, x, states, training, mode):
+    """Outputs (sequence and final states) and gradients of a fixed loss w.r.t. x, states and weights.
+
+    mode: "eager"; "static" (tf.function with static shapes: the XLA path); "dynamic" (tf.function with
+    unknown batch and length: the plain graph path)."""
+    n_out = T * B * H
+
+    def f(x, states):
+        with tf.GradientTape() as tape:
+            tape.watch([x, *states])
+            out = layer(x, initial_state=states, training=training)
+            w = tf.reshape(tf.sin(tf.range(n_out, dtype=tf.float32) * 0.37), [B, T, H])
+            loss = tf.reduce_sum(out[0] * w) + sum(tf.reduce_sum(s * (1.5 + k)) for k, s in enumerate(out[1:]))
+        return out, tape.gradient(loss, [x, *states, *layer.trainable_weights])
+
+    if mode != "eager":
+        shape = [B, T, E] if mode == "static" else [None, None, E]
+        f = tf.function(f, input_signature=[tf.TensorSpec(shape), [tf.TensorSpec(shape[:1] + [H])] * len(states)])
+    out, grads = f(x, states)
+    return [np.asarray(a) for a in list(out) + list(grads)]
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("training", [True, False])
-def test_outputs_and_gradients_match_keras(cell, training):
-    ref, new = _pair(cell)
-    x = tf.constant(np.random.default_rng(1).normal(0, 1, (B, T, E)).astype("float32"))
-    ys, gxs, gws = zip(*[_value_and_grads(layer, x, training) for layer in (ref, new)])
-    np.testing.assert_allclose(ys[1], ys[0], atol=1e-5)
-    np.testing.assert_allclose(gxs[1], gxs[0], atol=1e-5)
-    assert [w.path.split("/", 1)[1] for w in new.trainable_weights] == \
-        [w.path.split("/", 1)[1] for w in ref.trainable_weights]
-    for g_new, g_ref, w in zip(gws[1], gws[0], ref.trainable_weights):
-        np.testing.assert_allclose(g_new, g_ref, atol=1e-5, err_msg=w.path)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_compiled_graph_with_unknown_length_and_initial_state(cell):
+@pytest.mark.parametrize("mode", ["eager", "static", "dynamic"])
+def test_outputs_and_gradients_match_keras(cell, training, mode):
     ref, new = _pair(cell, return_state=True)
-    x = np.random.default_rng(2).normal(0, 1, (B, T, E)).astype("float32")
-    states = [tf.constant(np.random.default_rng(3).normal(0, 1, (B, H)).astype("float32"))
-              for _ in range(2 if cell == "lstm" else 1)]
-
-    def run(layer):
-        @tf.function(input_signature=[tf.TensorSpec([None, None, E])])
-        def f(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                out = layer(x, initial_state=states, training=True)
-                loss = tf.reduce_sum(tf.square(out[0])) + sum(tf.reduce_sum(s * 1.5) for s in out[1:])
-            return out, tape.gradient(loss, [x] + layer.trainable_weights)
-        return f(tf.constant(x))
-
-    (out_ref, g_ref), (out_new, g_new) = run(ref), run(new)
-    for a, b in zip(list(out_new) + list(g_new), list(out_ref) + list(g_ref)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(0, 1, (B, T, E)).astype("float32"))
+    states = [tf.constant(rng.normal(0, 1, (B, H)).astype("float32")) for _ in range(2 if cell == "lstm" else 1)]
+    want = _run(ref, x, states, training, mode)
+    got = _run(new, x, states, training, mode)
+    names = ["outputs"] + [f"state_{k}" for k in range(len(states))] + ["d_x"] + \
+        [f"d_state_{k}" for k in range(len(states))] + [f"d_{w.path}" for w in ref.trainable_weights]
+    assert len(got) == len(want) == len(names)
+    for g, w, name in zip(got, want, names):
+        np.testing.assert_allclose(g, w, atol=1e-5, err_msg=name)
+    assert [w.path.split("/", 1)[1] for w in new.weights] == [w.path.split("/", 1)[1] for w in ref.weights]
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -121,3 +115,14 @@ def test_unsupported_configuration_falls_back_to_keras():
     ref, new = _pair("lstm", go_backwards=True)
     x = np.random.default_rng(6).normal(0, 1, (B, T, E)).astype("float32")
     np.testing.assert_allclose(new(x), ref(x), atol=1e-5)
+
+
+def test_build_model_selects_the_implementation():
+    from tfchar.models import rnn_layer_class
+
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert rnn_layer_class("gru", "auto") is (keras.layers.GRU if gpu else fused.FusedGRU)
+    assert rnn_layer_class("rnn", "keras") is keras.layers.SimpleRNN
+    assert rnn_layer_class("lstm", "fused") is fused.FusedLSTM
+    with pytest.raises(ValueError, match="fast"):
+        rnn_layer_class("lstm", "fastest")

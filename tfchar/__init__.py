@@ -1,11 +1,15 @@
-"""tfchar: character-level RNN language models on TensorFlow/Keras (char-rnn reborn)."""
+"""tfchar: character-level RNN language models on TensorFlow/Keras (char-rnn reborn).
+
+Importing the package does not import TensorFlow: `python -m tfchar.demo` and errors in flags stay fast.
+Entry points call `import_tensorflow_quietly()` first (see `errors.cli_guard`).
+"""
 
 import os as _os
 
 __version__ = "0.1.0"
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
     """Import TensorFlow with its C++ start-up chatter (CUDA probing, CPU notes) kept off stderr.
 
     That chatter is written before absl logging is set up, so TF_CPP_MIN_LOG_LEVEL alone does not hide it.
@@ -29,5 +33,3 @@ def _import_tensorflow_quietly() -> None:
         _os.close(saved)
         _os.close(devnull)
 
-
-_import_tensorflow_quietly()

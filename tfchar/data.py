@@ -68,7 +68,7 @@ def check_fits(n_ids: int, batch_size: int, seq_length: int, split: str, scheme:
 
 
 def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str = "stateful", seed: int = 0,
-                 epoch: int = 0, stride: int = 0, start: int = 0) -> tf.data.Dataset:
+                 epoch: int = 0, stride: int = 0, start: int = 0, stop: int | None = None) -> tf.data.Dataset:
     """One epoch of (x, y) int32[B, T] batches, y = x shifted by one character.
 
     Args:
@@ -78,6 +78,8 @@ def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str 
         seed, epoch: fix the shuffle order of the window schemes.
         stride: window offset for the overlapping schemes (0 = default).
         start: skip this many batches (resume in the middle of an epoch).
+        stop: end the epoch before this batch (a run's max_steps): the generator finishes by itself, since
+            abandoning a generator-backed iterator mid-stream can stall its teardown.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}")
@@ -85,6 +87,7 @@ def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str 
     if scheme == "stateful":
         view = stream_view(ids, batch_size)  # [B, L + 1]
         count = num_batches(len(ids), batch_size, T)
+        count = count if stop is None else min(count, stop)
 
         def batches():
             for k in range(start, count):
@@ -93,6 +96,7 @@ def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str 
         step = default_stride(scheme, T, stride)
         order = window_order(_num_windows(len(ids), T, step), seed, epoch)
         count = len(order) // batch_size
+        count = count if stop is None else min(count, stop)
         # [W, T + 1]: window j = ids[j*step : j*step + T + 1]
         windows = np.lib.stride_tricks.as_strided(ids, shape=(len(order), T + 1),
                                                   strides=(step * ids.strides[0], ids.strides[0]), writeable=False)

@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@cli_guard
+@cli_guard(tensorflow=False)
 def main(argv=None) -> int:
     a = parse_args(argv)
     from tfchar import webdemo

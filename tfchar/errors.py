@@ -46,12 +46,22 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def cli_guard(main):
-    """Decorate an entry point so user errors print one line and exit non-zero, without a traceback."""
+def cli_guard(main=None, *, tensorflow: bool = True):
+    """Decorate an entry point so user errors print one line and exit non-zero, without a traceback.
+
+    Args:
+        tensorflow: import TensorFlow (quietly) before `main` runs; False for entry points that never need it.
+    """
+    if main is None:
+        return functools.partial(cli_guard, tensorflow=tensorflow)
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
+            if tensorflow:
+                from tfchar import import_tensorflow_quietly
+
+                import_tensorflow_quietly()
             return main(*args, **kwargs)
         except TfcharError as e:
             if isinstance(e, TrainingInterrupted):

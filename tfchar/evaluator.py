@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from tfchar import config as config_lib
 from tfchar.data import stream_view
-from tfchar.errors import CheckpointError, ConfigError, DataError
+from tfchar.errors import ConfigError, DataError
 from tfchar.evaluation import bpc as to_bpc
 
 SPLITS = ("train", "val", "test")

@@ -60,11 +60,6 @@ def _ta(n, batch, width):
     return tf.TensorArray(tf.float32, size=n, element_shape=tf.TensorShape([batch, width]))
 
 
-def _prev(seq, t, first):
-    """seq[t - 1], or `first` at t = 0. seq [T, B, H], first [B, H]."""
-    return tf.where(t > 0, seq[tf.maximum(t - 1, 0)], first)
-
-
 def _shift_in(first, seq):
     """[first, seq[0], ..., seq[T-2]]: each step's previous value. first [B, H], seq [T, B, H] -> [T, B, H]."""
     return tf.concat([first[None], seq[:-1]], axis=0)
@@ -90,12 +85,15 @@ def _input_grads(dxw, x_tm, kernel):
 
 
 def _compile(fn):
-    """`fn` plain and XLA-compiled: (graph_fn, xla_fn)."""
-    return fn, tf.function(fn, jit_compile=True, autograph=False)
+    """`fn` as a TensorFlow graph function (any shapes) and as an XLA-compiled one: (graph_fn, xla_fn)."""
+    return (tf.function(fn, autograph=False, reduce_retracing=True),
+            tf.function(fn, jit_compile=True, autograph=False))
 
 
 def _use_xla(x):
-    return USE_XLA and x.shape.is_fully_defined()
+    """XLA only inside a traced function with static shapes (training steps), so that eager calls and
+    variable-length calls (sampling, evaluation) never compile once per new sequence length."""
+    return USE_XLA and tf.inside_function() and x.shape.is_fully_defined()
 
 
 def _untaped(*tensors):
@@ -118,7 +116,7 @@ def _lstm_derivatives(i, f, g, o, c_prev, tc):
                       o * (1 - tc * tc), f], axis=-1)
 
 
-def _lstm_forward(xw, h0, c0, u, save):
+def _lstm_forward(xw, h0, c0, u, save, H):
     """xw [T, B, 4H] -> (hs [T, B, H], cs [T, B, H], P [T, B, 6H] backward factors, or [0] if not save)."""
     n = _steps(xw)
 
@@ -133,15 +131,15 @@ def _lstm_forward(xw, h0, c0, u, save):
             ps = ps.write(t, _lstm_derivatives(i, f, g, o, c, tc))
         return h, c_new, hs.write(t, h), cs.write(t, c_new), ps
 
-    B, H = h0.shape
+    B = h0.shape[0]
     _, _, hs, cs, ps = _loop(step, n, (h0, c0, _ta(n, B, H), _ta(n, B, H), _ta(n if save else 0, B, 6 * H)))
     return hs.stack(), cs.stack(), ps.stack() if save else tf.zeros([0])
 
 
-def _lstm_backward(dhs, dc_last, ps, u):
+def _lstm_backward(dhs, dc_last, ps, u, H):
     """Backward through the recurrence: (dz [T, B, 4H] = d(xw), db [4H], dh0, dc0)."""
     n = _steps(dhs)
-    B, H = dc_last.shape
+    B = dc_last.shape[0]
 
     def step(s, dh_next, dc, db, dzs):
         t = n - 1 - s
@@ -174,14 +172,15 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
     """
     xla = _use_xla(x)
     fwd, bwd = (_LSTM_FWD_XLA, _LSTM_BWD_XLA) if xla else (_LSTM_FWD, _LSTM_BWD)
+    units = recurrent_kernel.shape[0]
 
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0, c0):
         x_tm, xw = _time_major_projection(x, kernel, bias)
-        hs, cs, acts = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training))
+        hs, cs, saved = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training), units)
 
         def grad(dout, dc_last):
-            factors = acts
+            factors = saved
             if not training:  # recompute the gates from the saved states
                 hprev = _shift_in(h0, hs)
                 z = xw + tf.reshape(tf.matmul(_flat(hprev), recurrent_kernel), tf.shape(xw))
@@ -191,7 +190,7 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
             if dc_last is None:
                 dc_last = tf.zeros_like(c0)
             dhs = tf.transpose(dout, [1, 0, 2])
-            dz, db, dh0, dc0 = bwd(dhs, dc_last, factors, recurrent_kernel)
+            dz, db, dh0, dc0 = bwd(dhs, dc_last, factors, recurrent_kernel, units)
             du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(dz), transpose_a=True)  # [H, 4H]
             dx, dkernel = _input_grads(dz, x_tm, kernel)
             return dx, dkernel, du, db, dh0, dc0
@@ -207,45 +206,51 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
 # z = sigmoid(xz + rz), r = sigmoid(xr + rr), n = tanh(xn + r * rn), h' = z * h + (1 - z) * n.
 
 
-def _gru_forward(xw, h0, u, b_rec, save):
-    """xw [T, B, 3H] -> (hs [T, B, H], acts [T, B, 4H] = (z, r, n, rn) per step, or [0] if not save)."""
+def _gru_derivatives(h_prev, z, r, nn, rn):
+    """Per-step factors of the backward pass, [..., 5H]. With dh the total gradient of h' and
+    D = [dh, dh, dh, dh, dh] * P: d(h @ U + b_rec) = D[:3H], d(xw) = [D[:2H], D[4H:]],
+    dh_prev = D[3H:4H] + d(h @ U + b_rec) @ U^T. (z r: gates; nn = candidate; rn = recurrent part of n.)"""
+    dz = (h_prev - nn) * z * (1 - z)
+    dn = (1 - z) * (1 - nn * nn)
+    return tf.concat([dz, dn * rn * r * (1 - r), dn * r, z, dn], axis=-1)
+
+
+def _gru_forward(xw, h0, u, b_rec, save, H):
+    """xw [T, B, 3H] -> (hs [T, B, H], P [T, B, 5H] backward factors, or [0] if not save)."""
     n = _steps(xw)
 
-    def step(t, h, hs, acts):
+    def step(t, h, hs, ps):
         xz, xr, xn = tf.split(xw[t], 3, axis=1)
         rz, rr, rn = tf.split(tf.matmul(h, u) + b_rec, 3, axis=1)
         z = tf.sigmoid(xz + rz)
         r = tf.sigmoid(xr + rr)
         nn = tf.tanh(xn + r * rn)
-        h = nn + z * (h - nn)
         if save:
-            acts = acts.write(t, tf.concat([z, r, nn, rn], axis=1))
-        return h, hs.write(t, h), acts
+            ps = ps.write(t, _gru_derivatives(h, z, r, nn, rn))
+        h = nn + z * (h - nn)
+        return h, hs.write(t, h), ps
 
-    B, H = h0.shape
-    _, hs, acts = _loop(step, n, (h0, _ta(n, B, H), _ta(n if save else 0, B, 4 * H)))
-    return hs.stack(), acts.stack() if save else tf.zeros([0])
+    B = h0.shape[0]
+    _, hs, ps = _loop(step, n, (h0, _ta(n, B, H), _ta(n if save else 0, B, 5 * H)))
+    return hs.stack(), ps.stack() if save else tf.zeros([0])
 
 
-def _gru_backward(dhs, acts, hs, h0, u):
+def _gru_backward(dhs, ps, u, H):
     """Backward: (d(xw) [T, B, 3H], d(h @ U + b_rec) [T, B, 3H], d(b_in) [3H], d(b_rec) [3H], dh0)."""
     n = _steps(dhs)
+    B = dhs.shape[1]
 
     def step(s, dh_next, db_in, db_rec, dxws, drecs):
         t = n - 1 - s
-        z, r, nn, rn = tf.split(acts[t], 4, axis=1)
         dh = dhs[t] + dh_next
-        dz = dh * (_prev(hs, t, h0) - nn) * z * (1 - z)
-        dn = dh * (1 - z) * (1 - nn * nn)
-        dr = dn * rn * r * (1 - r)
-        dxw = tf.concat([dz, dr, dn], axis=1)  # [B, 3H]
-        drec = tf.concat([dz, dr, dn * r], axis=1)  # [B, 3H]
-        return (dh * z + tf.matmul(drec, u, transpose_b=True), db_in + tf.reduce_sum(dxw, 0),
+        d = tf.concat([dh, dh, dh, dh, dh], axis=1) * ps[t]  # [B, 5H]
+        drec = d[:, :3 * H]
+        dxw = tf.concat([d[:, :2 * H], d[:, 4 * H:]], axis=1)
+        return (d[:, 3 * H:4 * H] + tf.matmul(drec, u, transpose_b=True), db_in + tf.reduce_sum(dxw, 0),
                 db_rec + tf.reduce_sum(drec, 0), dxws.write(t, dxw), drecs.write(t, drec))
 
-    B, H = h0.shape
     zero_b = tf.zeros_like(u[0])
-    dh0, db_in, db_rec, dxws, drecs = _loop(step, n, (tf.zeros_like(h0), zero_b, zero_b, _ta(n, B, 3 * H),
+    dh0, db_in, db_rec, dxws, drecs = _loop(step, n, (tf.zeros_like(dhs[0]), zero_b, zero_b, _ta(n, B, 3 * H),
                                                       _ta(n, B, 3 * H)))
     return dxws.stack(), drecs.stack(), db_in, db_rec, dh0
 
@@ -269,23 +274,24 @@ def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
     """
     xla = _use_xla(x)
     fwd, bwd = (_GRU_FWD_XLA, _GRU_BWD_XLA) if xla else (_GRU_FWD, _GRU_BWD)
+    units = recurrent_kernel.shape[0]
 
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0):
         x_tm, xw = _time_major_projection(x, kernel, bias[0])
-        hs, acts = fwd(*_untaped(xw, h0, recurrent_kernel, bias[1]), bool(training))
+        hs, saved = fwd(*_untaped(xw, h0, recurrent_kernel, bias[1]), bool(training), units)
 
         def grad(dout):
-            gates = acts
-            if not training:
+            factors = saved
+            if not training:  # recompute the gates from the saved states
                 hprev = _shift_in(h0, hs)
                 rec = tf.reshape(tf.matmul(_flat(hprev), recurrent_kernel), tf.shape(xw)) + bias[1]
                 xz, xr, xn = tf.split(xw, 3, axis=2)
                 rz, rr, rn = tf.split(rec, 3, axis=2)
                 z, r = tf.sigmoid(xz + rz), tf.sigmoid(xr + rr)
-                gates = tf.concat([z, r, tf.tanh(xn + r * rn), rn], axis=2)
+                factors = _gru_derivatives(hprev, z, r, tf.tanh(xn + r * rn), rn)
             dhs = tf.transpose(dout, [1, 0, 2])
-            dxw, drec, db_in, db_rec, dh0 = bwd(dhs, gates, hs, h0, recurrent_kernel)
+            dxw, drec, db_in, db_rec, dh0 = bwd(dhs, factors, recurrent_kernel, units)
             du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(drec), transpose_a=True)  # [H, 3H]
             dx, dkernel = _input_grads(dxw, x_tm, kernel)
             return dx, dkernel, du, tf.stack([db_in, db_rec]), dh0

@@ -34,6 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num_samples", type=int, default=1, help="samples to draw (batched on the run-dir route)")
     p.add_argument("--unknown", choices=("error", "skip"), default="error",
                    help="prime characters outside the vocabulary: fail, or drop them")
+    p.add_argument("--window", type=int, default=0,
+                   help="windowed sampling: re-read the last K characters from a zero state for each new one "
+                        "(0 = progressive: carry the state)")
     return p.parse_args(argv)
 
 
@@ -43,7 +46,8 @@ def main(argv=None) -> None:
     from tfchar import sampler  # imports TensorFlow: after the flags are known to parse
 
     sampler.sample(a.model, prime=a.prime, length=a.length, temperature=a.temperature, greedy=a.greedy,
-                   top_k=a.top_k, top_p=a.top_p, seed=a.seed, num_samples=a.num_samples, unknown=a.unknown)
+                   top_k=a.top_k, top_p=a.top_p, seed=a.seed, num_samples=a.num_samples, unknown=a.unknown,
+                   window=a.window)
 
 
 if __name__ == "__main__":

@@ -213,7 +213,7 @@ def check_options(length: int, temperature: float, greedy: bool, top_k: int, top
 
 def sample(model_path, prime: str = "\n", length: int = 2000, temperature: float = 1.0, greedy: bool = False,
            top_k: int = 0, top_p: float = 1.0, seed: int = 123, num_samples: int = 1, unknown: str = "error",
-           out=None) -> list[str]:
+           out=None, window: int = 0) -> list[str]:
     """Print samples (prime, then continuation) from any tfchar model and return them.
 
     Args:
@@ -225,6 +225,8 @@ def sample(model_path, prime: str = "\n", length: int = 2000, temperature: float
         num_samples: samples to draw (one batch on the run-dir route), printed one after another.
         unknown: "error" or "skip" for prime characters outside the vocabulary.
         out: text stream to print to (None: sys.stdout; False: print nothing).
+        window: 0 = progressive sampling (state carried); K > 0 = windowed: each new character is read
+            from a fresh state over the last K characters (what a model trained on reset windows saw).
 
     Returns:
         The samples, each prime + continuation.
@@ -233,13 +235,22 @@ def sample(model_path, prime: str = "\n", length: int = 2000, temperature: float
         sample("runs/shakespeare", prime="ROMEO:", length=500, temperature=0.8, seed=7)
     """
     check_options(length, temperature, greedy, top_k, top_p, num_samples, seed, unknown)
+    if window < 0:
+        raise ConfigError(f"--window {window} must be >= 0 (0 = progressive sampling)")
     out = sys.stdout if out is None else out
     route = open_model(model_path)
     vocab = route.vocab
     ids = vocab.encode(prime, unknown=unknown)
     seeds = sample_seeds(seed, num_samples)
     texts, current, text = [], -1, None
-    for i, codepoints in route.samples(ids, length, 0.0 if greedy else temperature, top_k, top_p, seed, num_samples):
+    t = 0.0 if greedy else temperature
+    if window:
+        from tfchar.windowed import route_samples  # windowed imports this module
+
+        pieces = route_samples(route, model_path, ids, length, window, t, top_k, top_p, seed, num_samples)
+    else:
+        pieces = route.samples(ids, length, t, top_k, top_p, seed, num_samples)
+    for i, codepoints in pieces:
         if i != current:
             if text is not None:
                 texts.append(text.finish(out))

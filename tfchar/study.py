@@ -37,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--learning_rate", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--stdlib_bytes", type=int, default=2_000_000, help="size of the Python-source corpus")
+    p.add_argument("--corpora", default="tiny_shakespeare,python", help="schemes study: comma-separated corpora")
     a = p.parse_args(argv)
     for key in ("chars", "batch_size", "seq_length", "rnn_size", "num_layers", "embedding_dim", "evals", "stdlib_bytes"):
         if getattr(a, key) < 1:
@@ -60,7 +61,8 @@ def main(argv=None) -> None:
                           learning_rate=a.learning_rate, seed=a.seed)
     out, runs = Path(a.out), Path(a.runs) if a.runs else None
     if a.study == "schemes":
-        studies.run_schemes(out, setup, runs_dir=runs, stdlib_bytes=a.stdlib_bytes)
+        studies.run_schemes(out, setup, runs_dir=runs, stdlib_bytes=a.stdlib_bytes,
+                            names=tuple(c.strip() for c in a.corpora.split(",") if c.strip()))
     else:
         studies.run_cells(out, setup, runs_dir=runs)
     print((out / f"{a.study}.md").read_text(), end="")

@@ -265,8 +265,9 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
             elif stateful:
                 reset_states(model)
             rnn_state = None
+            last_batch = state["batch_in_epoch"] + t.max_steps - state["step"] if t.max_steps else None
             epoch_data = functools.partial(data_lib.make_dataset, corpus.train, d.batch_size, d.seq_length, t.scheme,
-                                           t.seed, state["epoch"], t.stride, start=state["batch_in_epoch"])
+                                           t.seed, state["epoch"], t.stride, start=state["batch_in_epoch"], stop=last_batch)
             ds = distribute_dataset(strategy, epoch_data, d.batch_size) if distributed else epoch_data()
             bar = ProgressBar(steps_per_epoch, state["batch_in_epoch"], f"epoch {state['epoch'] + 1}/{t.epochs}")
             window_t, window_steps, window_loss, window_norm = time.time(), 0, 0.0, 0.0
@@ -301,9 +302,8 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
                     evaluate_and_save("eval")
                     last_eval_step = state["step"]
                 if t.max_steps and state["step"] >= t.max_steps:
-                    done = True
+                    done = True  # the dataset ends here too (stop=last_batch): no break, no abandoned iterator
                     bar.close()
-                    break
             if not done:
                 state["epoch"] += 1
                 state["batch_in_epoch"] = 0
