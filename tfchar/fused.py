@@ -117,23 +117,24 @@ def _lstm_derivatives(i, f, g, o, c_prev, tc):
 
 
 def _lstm_forward(xw, h0, c0, u, save, H):
-    """xw [T, B, 4H] -> (hs [T, B, H], cs [T, B, H], P [T, B, 6H] backward factors, or [0] if not save)."""
+    """xw [T, B, 4H] -> (hs [T, B, H], c_T [B, H], saved): with `save`, P [T, B, 6H] backward factors;
+    without, the cell states cs [T, B, H] (enough to recompute P)."""
     n = _steps(xw)
 
-    def step(t, h, c, hs, cs, ps):
+    def step(t, h, c, hs, saved):
         z = xw[t] + tf.matmul(h, u)  # [B, 4H]
         i, f, g, o = tf.split(z, 4, axis=1)
         i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
         c_new = f * c + i * g
         tc = tf.tanh(c_new)
         h = o * tc
-        if save:  # computed here, while the gates are at hand, so the backward loop is a few multiplies
-            ps = ps.write(t, _lstm_derivatives(i, f, g, o, c, tc))
-        return h, c_new, hs.write(t, h), cs.write(t, c_new), ps
+        # the factors are computed here, while the gates are at hand, so the backward loop is a few multiplies
+        saved = saved.write(t, _lstm_derivatives(i, f, g, o, c, tc) if save else c_new)
+        return h, c_new, hs.write(t, h), saved
 
     B = h0.shape[0]
-    _, _, hs, cs, ps = _loop(step, n, (h0, c0, _ta(n, B, H), _ta(n, B, H), _ta(n if save else 0, B, 6 * H)))
-    return hs.stack(), cs.stack(), ps.stack() if save else tf.zeros([0])
+    _, c, hs, saved = _loop(step, n, (h0, c0, _ta(n, B, H), _ta(n, B, 6 * H if save else H)))
+    return hs.stack(), c, saved.stack()
 
 
 def _lstm_backward(dhs, dc_last, ps, u, H):
@@ -177,11 +178,12 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0, c0):
         x_tm, xw = _time_major_projection(x, kernel, bias)
-        hs, cs, saved = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training), units)
+        hs, c_last, saved = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training), units)
 
         def grad(dout, dc_last):
             factors = saved
             if not training:  # recompute the gates from the saved states
+                cs = saved
                 hprev = _shift_in(h0, hs)
                 z = xw + tf.reshape(tf.matmul(_flat(hprev), recurrent_kernel), tf.shape(xw))
                 i, f, g, o = tf.split(z, 4, axis=2)
@@ -195,7 +197,7 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
             dx, dkernel = _input_grads(dz, x_tm, kernel)
             return dx, dkernel, du, db, dh0, dc0
 
-        return (tf.transpose(hs, [1, 0, 2]), cs[-1]), grad
+        return (tf.transpose(hs, [1, 0, 2]), c_last), grad
 
     return run(x, kernel, recurrent_kernel, bias, h0, c0)
 
