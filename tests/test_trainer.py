@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def test_run_dir_describes_itself(trained):
     assert (run_dir / "config.toml").is_file() and (run_dir / "vocab.json").is_file()
     ckpts = run_dir / "checkpoints"
     named = sorted(p.name for p in ckpts.iterdir() if not p.is_symlink())
-    assert all(__import__("re").fullmatch(r"epoch\d+\.\d\d_val\d+\.\d{4}(_step\d+)?", n) for n in named), named
+    assert all(re.fullmatch(r"epoch\d+\.\d\d_val\d+\.\d{4}(_step\d+)?", n) for n in named), named
     assert (ckpts / "best").is_symlink() and (ckpts / "last").is_symlink()
     history = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [10, 20, 30, 40]
@@ -55,7 +56,8 @@ def test_tensorboard_event_files_hold_scalars_text_and_hparams(trained):
     root_ev = EventAccumulator(str(run_dir / "logs")).Reload()
     tags = set(train_ev.Tags()["tensors"])
     assert {"loss", "bpc", "learning_rate", "grad_norm", "chars_per_sec"} <= tags
-    lr = [float(np.asarray(__import__("tensorflow").make_ndarray(e.tensor_proto))) for e in train_ev.Tensors("learning_rate")]
+    import tensorflow as tf
+    lr = [float(tf.make_ndarray(e.tensor_proto)) for e in train_ev.Tensors("learning_rate")]
     assert lr and all(abs(v - 2e-3) < 1e-9 for v in lr)
     val_tags = set(val_ev.Tags()["tensors"])
     assert {"loss", "bpc", "sample"} <= val_tags
@@ -65,7 +67,13 @@ def test_tensorboard_event_files_hold_scalars_text_and_hparams(trained):
     assert len(bpcs) == 4 and np.allclose(bpcs, np.array(losses) / math.log(2))
     sample = tf.make_ndarray(val_ev.Tensors("sample")[-1].tensor_proto).item().decode()
     assert len(sample) > 20
-    assert "hparams" in root_ev.PluginTagToContent("hparams") or root_ev.PluginTagToContent("hparams")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    content = root_ev.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["model.rnn_size"].number_value == 32
+    assert session.hparams["model.cell"].string_value == "lstm"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert any(m.name.tag == "bpc" and m.name.group == "validation" for m in experiment.metric_infos)
 
 
 def test_state_carries_across_batches(small_text_file):
