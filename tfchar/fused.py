@@ -66,8 +66,9 @@ def _shift_in(first, seq):
 
 
 def _flat(x):
-    """[T, B, K] -> [T*B, K]."""
-    return tf.reshape(x, [-1, x.shape[-1]])
+    """[T, B, K] -> [T*B, K]. K may be unknown when a reduce_retracing trace relaxed every dimension."""
+    k = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+    return tf.reshape(x, [-1, k])
 
 
 def _time_major_projection(x, kernel, bias):
