@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT
 from tfchar import fit as fit_cli
 
 

@@ -2,23 +2,21 @@
 
 import json
 import math
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, tiny_overrides
+from conftest import tiny_overrides
 from tfchar import checkpoint as ckpt_lib
 from tfchar.errors import CheckpointError, ConfigError, TrainingDiverged
 from tfchar.models import build_model, reset_states
-from tfchar.trainer import fit, resolve_config, run
+from tfchar.trainer import fit, resolve_config
 
 
 def train(source, run_dir, **extra):

@@ -342,3 +342,21 @@ def help_text() -> str:
             default = getattr(_SECTION_CLASSES[f.name](), sf.name)
             lines.append(f"  --{f.name}.{sf.name}={_toml_value(default)}\n      {sf.metadata.get('help', '')}")
     return "\n".join(lines)
+
+
+DEFAULT_PIPELINE = "pipelines/tiny_shakespeare.toml"
+
+
+def parse_command_line(argv: Sequence[str], usage: str) -> tuple[str | None, list[str]] | None:
+    """`[PIPELINE.toml] [--section.key=value ...]` -> (pipeline, overrides); None after printing --help.
+
+    Without a pipeline argument, the default pipeline is used when it exists (run from the repository).
+    """
+    argv = list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage + "\n" + help_text())
+        return None
+    pipeline = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    if pipeline is None and Path(DEFAULT_PIPELINE).is_file():
+        pipeline = DEFAULT_PIPELINE
+    return pipeline, argv

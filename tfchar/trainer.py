@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfchar import checkpoint as ckpt_lib

@@ -23,22 +23,14 @@ With KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set it 
 
 @cli_guard
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        from tfchar.config import help_text
+    from tfchar.config import parse_command_line
 
-        print(USAGE + "\n" + help_text())
+    parsed = parse_command_line(sys.argv[1:] if argv is None else argv, USAGE)
+    if parsed is None:
         return 0
-    pipeline = argv.pop(0) if argv and not argv[0].startswith("--") else None
-    if pipeline is None:
-        from pathlib import Path
-
-        from tfchar.fit import DEFAULT_PIPELINE
-
-        pipeline = DEFAULT_PIPELINE if Path(DEFAULT_PIPELINE).is_file() else None
     from tfchar.tuner import run
 
-    run(pipeline, argv)
+    run(*parsed)
     return 0
 
 
