@@ -59,7 +59,7 @@ def write_space(work: Path, text: str) -> Path:
 # ---------------------------------------------------------------- space files
 
 
-@pytest.mark.parametrize("name", ["default_space.toml", "smoke_space.toml"])
+@pytest.mark.parametrize("name", ["default_space.toml", "smoke_space.toml", "cpu_space.toml"])
 def test_shipped_spaces_parse(name):
     import keras_tuner
 
