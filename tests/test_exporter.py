@@ -17,6 +17,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from tfchar import config, exporter, sampler
 from tfchar.checkpoint import point, save_checkpoint
+from tfchar.data import stream_view
 from tfchar.errors import CheckpointError
 from tfchar.generator import CharGenerator
 from tfchar.models import build_model
@@ -178,13 +179,12 @@ def test_export_dir_layout_and_metrics(lstm_export):
 
 
 def reference_bpc(model, ids, streams=exporter.EVAL_STREAMS) -> float:
-    """bpc of the Keras model on the same chunks the exporter scores, each read from zero state."""
-    n = len(ids) - 1
-    t = -(-n // streams)
-    x = np.zeros(streams * t, np.int32)
-    x[:n] = ids[:-1]
-    logp = tf.nn.log_softmax(keras_logits_batch(model, x.reshape(streams, t)).astype(np.float64)).numpy()
-    return -logp.reshape(streams * t, -1)[np.arange(n), ids[1:]].sum() / n / math.log(2)
+    """bpc of the Keras model in fit's validation layout: `streams` contiguous rows, each from zero state."""
+    view = stream_view(np.asarray(ids), streams)  # [B, L + 1]
+    logp = tf.nn.log_softmax(keras_logits_batch(model, view[:, :-1]).astype(np.float64)).numpy()  # [B, L, V]
+    y = view[:, 1:]
+    nll = -np.take_along_axis(logp, y[..., None].astype(np.int64), axis=-1)
+    return nll.sum() / y.size / math.log(2)
 
 
 def test_bpc_is_measured_through_step(lstm_export):

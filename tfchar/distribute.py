@@ -42,10 +42,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ConfigError(f"unknown train.strategy {name!r}; use default, mirrored or multi_worker")
 
 
-def is_distributed(strategy) -> bool:
-    return strategy.num_replicas_in_sync > 1 or not isinstance(strategy, type(tf.distribute.get_strategy()))
-
-
 def per_replica_batch(strategy, batch_size: int) -> int:
     n = strategy.num_replicas_in_sync
     if batch_size % n:

@@ -218,15 +218,24 @@ def step_model(route, path) -> StepModel:
     if hasattr(route, "gen"):  # run dir: the CharGenerator the sampler built from the checkpoint
         return StepModel(route.gen.step, route.gen.state_size, route.gen.vocab_size, graph=True)
     if hasattr(route, "model"):  # SavedModel: its `step` concrete function, run in a graph loop
-        sig = route.model.signatures["step"]
-        model = StepModel(sig, sig.structured_input_signature[1]["state"].shape[1], len(route.vocab), graph=True)
-        model.owner = route.model  # the signature's variables live only as long as the loaded object
-        return model
+        return saved_model_steps(route.model, len(route.vocab))
+    return tflite_steps(path, len(route.vocab))
+
+
+def saved_model_steps(loaded, vocab_size: int) -> StepModel:
+    """A loaded SavedModel's `step` signature as a `StepModel` (one graph loop per chunk)."""
+    sig = loaded.signatures["step"]
+    model = StepModel(sig, sig.structured_input_signature[1]["state"].shape[1], vocab_size, graph=True)
+    model.owner = loaded  # the signature's variables live only as long as the loaded object
+    return model
+
+
+def tflite_steps(path, vocab_size: int) -> StepModel:
+    """A .tflite file's `step` signature (LiteRT interpreter, no delegate) as a `StepModel`."""
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=str(path)).get_signature_runner("step")
-    size = int(runner.get_input_details()["state"]["shape_signature"][1])
-    return StepModel(runner, size, len(route.vocab), graph=False)
+    return StepModel(runner, int(runner.get_input_details()["state"]["shape_signature"][1]), vocab_size, graph=False)
 
 
 def _export_config(p: Path):

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -31,11 +30,12 @@ import tensorflow as tf
 from tfchar import config as config_lib
 from tfchar.checkpoint import load_run, load_weights, run_dir_of
 from tfchar.errors import CheckpointError, TfcharError
+from tfchar.evaluator import StepModel, saved_model_steps, score_steps, tflite_steps
 from tfchar.generator import CharGenerator
 from tfchar.models import build_from_config
 
 SIGNATURES = ("generate", "step", "vocabulary")
-EVAL_STREAMS = 8  # parallel chunks per bpc evaluation, as fit's validation (evaluation.Scorer), so figures agree
+EVAL_STREAMS = 8  # contiguous rows per bpc evaluation: fit's validation layout (evaluation.Scorer), so figures agree
 PARITY_SHAPE = (8, 32)  # parity check: 8 streams of 32 characters
 
 
@@ -114,63 +114,29 @@ def to_tflite(saved_model_dir, int8: bool = False) -> bytes:
 
 # ============================================================================================ step runners
 
-def saved_model_step(path):
-    """The SavedModel's `step` signature as a numpy function (token [B], state [B, S]) -> (logits, state)."""
-    loaded = tf.saved_model.load(str(path))  # referenced below: its variables live as long as `run`
+def one_step(model: StepModel):
+    """(token int32[B], state float32[B, S]) -> (logits [B, V], state): one character through `model`."""
 
     def run(token, state):
-        r = loaded.signatures["step"](token=tf.constant(token, tf.int32), state=tf.constant(state, tf.float32))
-        return r["logits"].numpy(), r["state"].numpy()
+        token = np.asarray(token, np.int32)[:, None]  # [B, 1]
+        logits, _, state = model.run(token, token, state)
+        return logits, state
 
     return run
 
 
-def tflite_step(path):
-    """A .tflite file's `step` signature (LiteRT interpreter) as a numpy function, like `saved_model_step`."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    step = Interpreter(model_path=str(path)).get_signature_runner("step")
-
-    def run(token, state):
-        r = step(token=np.asarray(token, np.int32), state=np.asarray(state, np.float32))
-        return r["logits"], r["state"]
-
-    return run
+def saved_model_step(path, vocab_size: int = 0):
+    """The SavedModel's `step` as a numpy function (token [B], state [B, S]) -> (logits, state)."""
+    return one_step(saved_model_steps(tf.saved_model.load(str(path)), vocab_size or _vocab_size_next_to(path)))
 
 
-# ============================================================================================ measurements
+def tflite_step(path, vocab_size: int = 0):
+    """A .tflite file's `step` as a numpy function, like `saved_model_step`."""
+    return one_step(tflite_steps(path, vocab_size or _vocab_size_next_to(path)))
 
-def bpc(step, ids, state_size: int, streams: int = EVAL_STREAMS) -> float:
-    """Bits per character (token) of `step` predicting ids[1:] from ids[:-1].
 
-    The split is cut into `streams` contiguous chunks read in parallel, each from zero state (so the
-    first characters of each chunk are predicted with less context than a single pass would have).
-
-    Args:
-        step: (token int32[B], state float32[B, S]) -> (logits [B, V], state), e.g. `tflite_step(path)`.
-        ids: int32[N] token ids, N >= 2.
-        state_size: S.
-        streams: B.
-
-    Example:
-        bpc(tflite_step("saved_models/x/model.tflite"), corpus.test, 512)
-    """
-    ids = np.asarray(ids, np.int32)
-    n = len(ids) - 1
-    b = max(1, min(streams, n))
-    t = -(-n // b)
-    pad = b * t - n
-    x = np.concatenate([ids[:-1], np.zeros(pad, np.int32)]).reshape(b, t)  # [B, T]
-    y = np.concatenate([ids[1:], np.zeros(pad, np.int32)]).reshape(b, t)
-    scored = np.concatenate([np.ones(n), np.zeros(pad)]).reshape(b, t)
-    state, nats = np.zeros([b, state_size], np.float32), 0.0
-    for i in range(t):
-        logits, state = step(x[:, i], state)
-        logits = np.asarray(logits, np.float64)
-        top = logits.max(axis=1)
-        log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-        nats += float(((log_z - logits[np.arange(b), y[:, i]]) * scored[:, i]).sum())
-    return nats / n / math.log(2)
+def _vocab_size_next_to(path) -> int:
+    return len(json.loads((Path(path).parent / "vocab.json").read_text(encoding="utf-8")))
 
 
 def logit_difference(model, step, ids, state_size: int) -> float:
@@ -185,25 +151,35 @@ def logit_difference(model, step, ids, state_size: int) -> float:
 
 
 def _measure(model, files: dict, splits: dict | None, probe, state_size: int, log) -> dict:
-    """Parity of every exported `step` with Keras on `probe` ids [B, T], and bpc on the splits (if given)."""
-    steps = {"saved_model": saved_model_step(files["saved_model"])}
-    steps.update({k: tflite_step(files[k]) for k in ("tflite", "tflite_int8") if k in files})
-    m = {"parity": {k: logit_difference(model, fn, probe, state_size) for k, fn in steps.items()}}
+    """Parity of every exported `step` with Keras on `probe` ids [B, T], and bpc on the splits (if given).
+
+    bpc is the evaluator's progressive score through `step` in fit's validation layout (EVAL_STREAMS
+    contiguous rows, each from zero state), so metrics.json, fit and `python -m tfchar.evaluate` agree.
+    """
+    vocab_size = model.get_layer("logits").units
+    steps = {"saved_model": saved_model_steps(tf.saved_model.load(str(files["saved_model"])), vocab_size)}
+    steps.update({k: tflite_steps(files[k], vocab_size) for k in ("tflite", "tflite_int8") if k in files})
+    m = {"parity": {k: logit_difference(model, one_step(sm), probe, state_size) for k, sm in steps.items()}}
     worst = max(m["parity"]["saved_model"], m["parity"]["tflite"])
     if worst > 1e-4:
         log(f"  WARNING: exported logits differ from Keras by up to {worst:.2g}; please report this")
     if not splits:
         return m
+
+    def bpc(route, split):
+        return score_steps(steps[route], splits[split], streams=EVAL_STREAMS)["bpc"]
+
     for name in ("val", "test"):
         if name in splits and len(splits[name]) > 1:
-            m[f"{name}_bpc"] = bpc(steps["saved_model"], splits[name], state_size)
+            m[f"{name}_bpc"] = bpc("saved_model", name)
     if "test_bpc" in m:
         for key, label in (("tflite", "tflite_test_bpc"), ("tflite_int8", "int8_test_bpc")):
             if key in steps:
-                m[label] = bpc(steps[key], splits["test"], state_size)
+                m[label] = bpc(key, "test")
         if "int8_test_bpc" in m:
             m["int8_bpc_change"] = m["int8_test_bpc"] - m["test_bpc"]
-    m["bpc_method"] = f"{EVAL_STREAMS} contiguous chunks per split, each from zero state, through `step`"
+    m["bpc_method"] = (f"{EVAL_STREAMS} contiguous rows per split, each from zero state, state carried, through "
+                       f"`step` (fit's validation layout)")
     log("  bpc " + ", ".join(f"{k.replace('_bpc', '')} {v:.4f}" for k, v in m.items() if k.endswith("_bpc")))
     return m
 

@@ -64,9 +64,6 @@ class Summaries:
         self._val.flush()
         self._train.flush()
 
-    def finish(self, result: dict) -> None:
-        self.close()
-
     def close(self) -> None:
         for w in (self._train, self._val, self._root):
             w.flush()

@@ -320,7 +320,7 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
     result = {"run_dir": str(run_dir), "best_checkpoint": str(best), "best_val_loss": state["best_val_loss"],
               "best_val_bpc": bpc(state["best_val_loss"]), "steps": state["step"], "epochs": epoch_float(),
               "params": n_params, "wall_time_s": round(elapsed(), 1)}
-    summaries.finish(result)
+    summaries.close()
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     log(f"done: best val loss {result['best_val_loss']:.4f} nats/char ({result['best_val_bpc']:.4f} bpc) in "
         f"{result['wall_time_s']:.0f}s; best checkpoint {best}")
