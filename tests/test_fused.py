@@ -7,10 +7,11 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tfchar import fused
+from tfchar import fused, native
 from tfchar.models import build_model, get_states, reset_states, rnn_layers
 
-B, T, E, H = 3, 7, 5, 6
+# B = 19 rows: the native loops split them 9 + 10 across two threads (at least 8 rows per thread).
+B, T, E, H = 19, 7, 5, 6
 KERAS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 CELLS = sorted(KERAS)
 
@@ -50,10 +51,19 @@ def _run(layer, x, states, training, mode):
     return [np.asarray(a) for a in list(out) + list(grads)]
 
 
+@pytest.fixture(params=["native", "tf"])
+def loops(request, monkeypatch):
+    """Run the fused layers' time loops as the C++ kernels, or as TensorFlow (XLA / graph) loops."""
+    if request.param == "native" and native.ops() is None:
+        pytest.skip("no C++ compiler: the native loops cannot be built here")
+    monkeypatch.setattr(fused, "USE_NATIVE", request.param == "native")
+    return request.param
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("mode", ["eager", "static", "dynamic"])
-def test_outputs_and_gradients_match_keras(cell, training, mode):
+def test_outputs_and_gradients_match_keras(cell, training, mode, loops):
     ref, new = _pair(cell, return_state=True)
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(0, 1, (B, T, E)).astype("float32"))
@@ -69,7 +79,7 @@ def test_outputs_and_gradients_match_keras(cell, training, mode):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_stateful_carry_equals_one_long_call(cell):
+def test_stateful_carry_equals_one_long_call(cell, loops):
     x = np.random.default_rng(4).normal(0, 1, (B, 2 * T, E)).astype("float32")
     long_ref, _ = _pair(cell)
     _, chunked = _pair(cell, stateful=True)
@@ -126,3 +136,32 @@ def test_build_model_selects_the_implementation():
     assert rnn_layer_class("lstm", "fused") is fused.FusedLSTM
     with pytest.raises(ValueError, match="fast"):
         rnn_layer_class("lstm", "fastest")
+
+
+def test_native_loops_build_with_the_local_compiler():
+    if native.compiler() is None:
+        pytest.skip("no C++ compiler here")
+    lib = native.ops()
+    assert lib is not None and hasattr(lib, "tfchar_lstm_forward")
+    assert native.build().parent.parent == native.cache_root()
+
+
+def test_broken_compiler_falls_back_to_the_tf_loops(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("CXX", "/bin/false")
+    monkeypatch.setenv("TFCHAR_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_state", {})
+    with pytest.raises(RuntimeError, match="failed to compile rnn_loops.cc"):
+        native.build()
+    with caplog.at_level("WARNING", logger="tfchar"):
+        assert native.ops() is None
+    assert "native RNN loops unavailable" in caplog.text and "XLA loops" in caplog.text
+    assert not list(tmp_path.rglob("*.so"))  # no half-written library left behind
+    ref, new = _pair("gru")
+    x = np.random.default_rng(7).normal(0, 1, (B, T, E)).astype("float32")
+    np.testing.assert_allclose(new(x), ref(x), atol=1e-5)
+
+
+def test_native_loops_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("TFCHAR_NATIVE", "0")
+    monkeypatch.setattr(native, "_state", {})
+    assert native.ops() is None and not native.enabled()

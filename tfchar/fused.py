@@ -9,8 +9,10 @@ products. The layers here compute the same function faster:
 * the backward pass is written by hand (`tf.custom_gradient` over the whole sequence, like torch-rnn's
   LSTM): its loop carries only the recurrent gradient (one `dz @ recurrent_kernel^T` per step), and the
   weight gradients are three large matmuls after it;
-* when the sequence length and batch size are static (training), each loop is compiled with XLA, which
-  fuses a step's element-wise work into a few kernels instead of dozens of TensorFlow ops.
+* the loops themselves are C++ kernels (`tfchar/kernels/rnn_loops.cc`, built on first use by
+  `tfchar.native`): a step is one small GEMM plus one vectorised pass of element-wise work, and the batch
+  rows are split across the cores for the whole sequence, so no core waits for another. Without a C++
+  compiler the same loops run as TensorFlow while-loops, compiled with XLA when the shapes are static.
 
 They subclass the Keras layers and replace only `inner_loop`, so everything else is Keras' own: the
 constructor, `get_config()`, the weight variables (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`:
@@ -33,9 +35,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-# Compile the time loops with XLA when T and B are static (see `_use_xla`). Module-level so benchmarks can
-# compare; unknown shapes (sampling, evaluation with seq_length=None) always use plain TensorFlow loops,
-# so no shape ever triggers a recompilation.
+from tfchar import native
+
+# Which implementation runs the time loops. Module-level so benchmarks and tests can compare:
+# USE_NATIVE: the C++ kernels of tfchar/kernels/rnn_loops.cc (any shapes; built on first use, see
+#     tfchar.native); when they are off or cannot be built, the TensorFlow loops below run instead:
+# USE_XLA: compile those loops with XLA when T and B are static (see `_use_xla`); unknown shapes (sampling,
+#     evaluation with seq_length=None) always use plain TensorFlow loops, so no shape triggers a recompilation.
+USE_NATIVE = True
 USE_XLA = True
 
 
@@ -89,6 +96,11 @@ def _compile(fn):
     """`fn` as a TensorFlow graph function (any shapes) and as an XLA-compiled one: (graph_fn, xla_fn)."""
     return (tf.function(fn, autograph=False, reduce_retracing=True),
             tf.function(fn, jit_compile=True, autograph=False))
+
+
+def _native_ops():
+    """The native loop ops, or None (switched off, or no compiler: see tfchar.native)."""
+    return native.ops() if USE_NATIVE else None
 
 
 def _use_xla(x):
@@ -159,6 +171,19 @@ _LSTM_FWD, _LSTM_FWD_XLA = _compile(_lstm_forward)
 _LSTM_BWD, _LSTM_BWD_XLA = _compile(_lstm_backward)
 
 
+def _lstm_loops(x):
+    """(forward, backward) with the signatures of `_lstm_forward`/`_lstm_backward`: native, XLA or graph."""
+    ops = _native_ops()
+    if ops is None:
+        return (_LSTM_FWD_XLA, _LSTM_BWD_XLA) if _use_xla(x) else (_LSTM_FWD, _LSTM_BWD)
+
+    def bwd(dhs, dc_last, ps, u, H):
+        dz, dh0, dc0 = ops.tfchar_lstm_backward(dhs, dc_last, ps, u)
+        return dz, tf.reduce_sum(dz, [0, 1]), dh0, dc0
+
+    return (lambda xw, h0, c0, u, save, H: ops.tfchar_lstm_forward(xw, h0, c0, u, save=save)), bwd
+
+
 def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
     """The LSTM layer on a whole sequence, with a hand-written backward pass.
 
@@ -172,8 +197,7 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
     Returns:
         (hs float32[B, T, H], c_T float32[B, H]).
     """
-    xla = _use_xla(x)
-    fwd, bwd = (_LSTM_FWD_XLA, _LSTM_BWD_XLA) if xla else (_LSTM_FWD, _LSTM_BWD)
+    fwd, bwd = _lstm_loops(x)
     units = recurrent_kernel.shape[0]
 
     @tf.custom_gradient
@@ -262,6 +286,19 @@ _GRU_FWD, _GRU_FWD_XLA = _compile(_gru_forward)
 _GRU_BWD, _GRU_BWD_XLA = _compile(_gru_backward)
 
 
+def _gru_loops(x):
+    """(forward, backward) with the signatures of `_gru_forward`/`_gru_backward`: native, XLA or graph."""
+    ops = _native_ops()
+    if ops is None:
+        return (_GRU_FWD_XLA, _GRU_BWD_XLA) if _use_xla(x) else (_GRU_FWD, _GRU_BWD)
+
+    def bwd(dhs, ps, u, H):
+        dxw, drec, dh0 = ops.tfchar_gru_backward(dhs, ps, u)
+        return dxw, drec, tf.reduce_sum(dxw, [0, 1]), tf.reduce_sum(drec, [0, 1]), dh0
+
+    return (lambda xw, h0, u, b_rec, save, H: ops.tfchar_gru_forward(xw, h0, u, b_rec, save=save)), bwd
+
+
 def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
     """The GRU (reset_after) layer on a whole sequence, with a hand-written backward pass.
 
@@ -275,8 +312,7 @@ def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
     Returns:
         hs float32[B, T, H].
     """
-    xla = _use_xla(x)
-    fwd, bwd = (_GRU_FWD_XLA, _GRU_BWD_XLA) if xla else (_GRU_FWD, _GRU_BWD)
+    fwd, bwd = _gru_loops(x)
     units = recurrent_kernel.shape[0]
 
     @tf.custom_gradient
@@ -338,6 +374,19 @@ _RNN_FWD, _RNN_FWD_XLA = _compile(_rnn_forward)
 _RNN_BWD, _RNN_BWD_XLA = _compile(_rnn_backward)
 
 
+def _rnn_loops(x):
+    """(forward, backward) with the signatures of `_rnn_forward`/`_rnn_backward`: native, XLA or graph."""
+    ops = _native_ops()
+    if ops is None:
+        return (_RNN_FWD_XLA, _RNN_BWD_XLA) if _use_xla(x) else (_RNN_FWD, _RNN_BWD)
+
+    def bwd(dhs, hs, u):
+        da, dh0 = ops.tfchar_rnn_backward(dhs, hs, u)
+        return da, tf.reduce_sum(da, [0, 1]), dh0
+
+    return ops.tfchar_rnn_forward, bwd
+
+
 def simple_rnn(x, kernel, recurrent_kernel, bias, h0):
     """The tanh RNN layer on a whole sequence, with a hand-written backward pass.
 
@@ -349,8 +398,7 @@ def simple_rnn(x, kernel, recurrent_kernel, bias, h0):
     Returns:
         hs float32[B, T, H].
     """
-    xla = _use_xla(x)
-    fwd, bwd = (_RNN_FWD_XLA, _RNN_BWD_XLA) if xla else (_RNN_FWD, _RNN_BWD)
+    fwd, bwd = _rnn_loops(x)
 
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0):
@@ -374,6 +422,11 @@ def simple_rnn(x, kernel, recurrent_kernel, bias, h0):
 
 class _FusedMixin:
     """The fast path runs only the computation it implements; anything else is Keras' own loop."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The native loops are TensorFlow ops XLA cannot compile: keep `model.fit(jit_compile="auto")` off XLA.
+        self.supports_jit = False
 
     def _fusable(self, sequences, mask, training):
         cell = self.cell

@@ -1,0 +1,126 @@
+"""The native CPU time loops (`tfchar/kernels/rnn_loops.cc`), compiled on first use and cached.
+
+Like torch's `cpp_extension.load`, the kernels are built with the local C++ compiler against the installed
+TensorFlow's headers (`tf.sysconfig`), for this CPU (`-march=native`), the first time a fused layer needs
+them. The library is cached under `$TFCHAR_CACHE/native/<key>/` (default `~/.cache/tfchar`), keyed on the
+source, the TensorFlow version, the compiler and its flags, so a TensorFlow upgrade rebuilds it.
+
+Without a compiler, or with `TFCHAR_NATIVE=0`, `ops()` returns None and the fused layers run their XLA
+loops instead: the same function, slower (one warning says so). `python -m tfchar.native` builds the
+library now and prints where it is, or why it could not be built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import tensorflow as tf
+
+SOURCE = Path(__file__).with_name("kernels") / "rnn_loops.cc"
+# -mno-avx512fp16: Eigen's AVX512-FP16 packet code does not compile with GCC 12; float32 does not need it.
+OPT_FLAGS = ["-O3", "-march=native", "-DNDEBUG", "-w"]
+OPTIONAL_FLAGS = ["-mno-avx512fp16"]
+
+_lock = threading.Lock()
+_state: dict = {}
+log = logging.getLogger("tfchar")
+
+
+def enabled() -> bool:
+    """False when the user turned the native loops off (`TFCHAR_NATIVE=0`)."""
+    return os.environ.get("TFCHAR_NATIVE", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TFCHAR_CACHE") or Path.home() / ".cache" / "tfchar") / "native"
+
+
+def compiler() -> str | None:
+    """The C++ compiler: `$CXX`, else g++, else c++ (None if there is none)."""
+    for name in (os.environ.get("CXX"), "g++", "c++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _version(cxx: str) -> str:
+    out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+    return out.stdout.splitlines()[0] if out.stdout else cxx
+
+
+def _accepts(cxx: str, flag: str) -> bool:
+    """Whether the compiler knows `flag` (compiles an empty translation unit with it)."""
+    out = subprocess.run([cxx, flag, "-x", "c++", "-fsyntax-only", "-"], input="", capture_output=True,
+                         text=True, timeout=60)
+    return out.returncode == 0
+
+
+def build(force: bool = False) -> Path:
+    """Compile the kernels (unless cached) and return the shared library's path.
+
+    Raises:
+        RuntimeError: no compiler, or the compiler failed (the message carries its last lines).
+    """
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (install g++, or set CXX)")
+    flags = OPT_FLAGS + [f for f in OPTIONAL_FLAGS if _accepts(cxx, f)]
+    tf_flags = tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), tf.__version__, _version(cxx), *flags, *tf_flags])
+                         .encode()).hexdigest()[:16]
+    target = cache_root() / key / "rnn_loops.so"
+    if target.exists() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Compile to a temporary name and rename: concurrent processes never load a half-written library.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    cmd = [cxx, "-shared", "-fPIC", *flags, str(SOURCE), "-o", tmp, *tf_flags]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        os.unlink(tmp)
+        tail = " | ".join(line for line in out.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"{Path(cxx).name} failed to compile {SOURCE.name}: {tail}")
+    os.replace(tmp, target)
+    return target
+
+
+def ops():
+    """The loaded op module (`tfchar_lstm_forward`, ...), or None when the native loops are unavailable."""
+    if not enabled():
+        return None
+    with _lock:
+        if "ops" not in _state:
+            try:
+                _state["ops"] = tf.load_op_library(str(build()))
+            except (RuntimeError, OSError, subprocess.SubprocessError, tf.errors.OpError) as e:
+                _state["ops"] = None
+                log.warning("tfchar: native RNN loops unavailable (%s); using the slower XLA loops. "
+                            "Install g++ to enable them, or set TFCHAR_NATIVE=0 to silence this.", e)
+        return _state["ops"]
+
+
+def main() -> int:
+    if not enabled():
+        print("native loops are disabled (TFCHAR_NATIVE=0)")
+        return 1
+    try:
+        path = build(force="--force" in sys.argv[1:])
+        tf.load_op_library(str(path))
+    except (RuntimeError, OSError, subprocess.SubprocessError, tf.errors.OpError) as e:
+        print(f"error: native RNN loops unavailable: {e}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
