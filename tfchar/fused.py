@@ -68,28 +68,40 @@ def _ta(n, batch, width):
 
 
 def _shift_in(first, seq):
-    """[first, seq[0], ..., seq[T-2]]: each step's previous value. first [B, H], seq [T, B, H] -> [T, B, H]."""
-    return tf.concat([first[None], seq[:-1]], axis=0)
+    """[first, seq[:, 0], ..., seq[:, T-2]] along time: each step's previous value. [B, H], [B, T, H] -> [B, T, H]."""
+    return tf.concat([first[:, None], seq[:, :-1]], axis=1)
 
 
 def _flat(x):
-    """[T, B, K] -> [T*B, K]. K may be unknown when a reduce_retracing trace relaxed every dimension."""
+    """[B, T, K] -> [B*T, K]. K may be unknown when a reduce_retracing trace relaxed every dimension."""
     k = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
     return tf.reshape(x, [-1, k])
 
 
-def _time_major_projection(x, kernel, bias):
-    """x [B, T, E] -> (x time-major [T, B, E], x @ kernel + bias time-major [T, B, G])."""
-    x_tm = tf.transpose(x, [1, 0, 2])
-    xw = tf.nn.bias_add(tf.matmul(_flat(x_tm), kernel), bias)  # [T*B, G]
-    return x_tm, tf.reshape(xw, tf.concat([tf.shape(x_tm)[:2], [kernel.shape[-1]]], axis=0))
+def _projection(x, kernel, bias):
+    """x [B, T, E] -> x @ kernel + bias [B, T, G]: one large matmul for all steps."""
+    xw = tf.nn.bias_add(tf.matmul(_flat(x), kernel), bias)  # [B*T, G]
+    return tf.reshape(xw, tf.concat([tf.shape(x)[:2], [kernel.shape[-1]]], axis=0))
 
 
-def _input_grads(dxw, x_tm, kernel):
-    """Gradients of x @ kernel from d(xw) [T, B, G]: (dx batch-major [B, T, E], dkernel [E, G])."""
-    dx = tf.reshape(tf.matmul(_flat(dxw), kernel, transpose_b=True), tf.shape(x_tm))  # [T, B, E]
-    dkernel = tf.matmul(_flat(x_tm), _flat(dxw), transpose_a=True)  # [E, G]
-    return tf.transpose(dx, [1, 0, 2]), dkernel
+def _input_grads(dxw, x, kernel):
+    """Gradients of x @ kernel from d(xw) [B, T, G]: (dx [B, T, E], dkernel [E, G])."""
+    dx = tf.reshape(tf.matmul(_flat(dxw), kernel, transpose_b=True), tf.shape(x))
+    return dx, tf.matmul(_flat(x), _flat(dxw), transpose_a=True)
+
+
+def _recurrent_grad(h0, hs, dz):
+    """d(h @ U) summed over steps: [h0, h_1 .. h_{T-1}]^T @ dz, [H, G]."""
+    return tf.matmul(_flat(_shift_in(h0, hs)), _flat(dz), transpose_a=True)
+
+
+def _batch_major(loop):
+    """A time-major TF loop function wrapped to take and return batch-major sequences (rank-3 tensors):
+    the layers are written batch-major, as Keras lays sequences out and the native loops take them."""
+    def swap(t):
+        return tf.transpose(t, [1, 0, 2]) if tf.is_tensor(t) and t.shape.rank == 3 else t
+
+    return lambda *args: tuple(swap(t) for t in tf.nest.flatten(loop(*[swap(a) for a in args])))
 
 
 def _compile(fn):
@@ -172,16 +184,13 @@ _LSTM_BWD, _LSTM_BWD_XLA = _compile(_lstm_backward)
 
 
 def _lstm_loops(x):
-    """(forward, backward) with the signatures of `_lstm_forward`/`_lstm_backward`: native, XLA or graph."""
+    """Batch-major (forward, backward) with the signatures of `_lstm_forward`/`_lstm_backward`."""
     ops = _native_ops()
     if ops is None:
-        return (_LSTM_FWD_XLA, _LSTM_BWD_XLA) if _use_xla(x) else (_LSTM_FWD, _LSTM_BWD)
-
-    def bwd(dhs, dc_last, ps, u, H):
-        dz, dh0, dc0 = ops.tfchar_lstm_backward(dhs, dc_last, ps, u)
-        return dz, tf.reduce_sum(dz, [0, 1]), dh0, dc0
-
-    return (lambda xw, h0, c0, u, save, H: ops.tfchar_lstm_forward(xw, h0, c0, u, save=save)), bwd
+        fwd, bwd = (_LSTM_FWD_XLA, _LSTM_BWD_XLA) if _use_xla(x) else (_LSTM_FWD, _LSTM_BWD)
+        return _batch_major(fwd), _batch_major(bwd)
+    return (lambda xw, h0, c0, u, save, H: ops.tfchar_lstm_forward(xw, h0, c0, u, save=save),
+            lambda dhs, dc_last, ps, u, H: ops.tfchar_lstm_backward(dhs, dc_last, ps, u))
 
 
 def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
@@ -202,27 +211,24 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
 
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0, c0):
-        x_tm, xw = _time_major_projection(x, kernel, bias)
+        xw = _projection(x, kernel, bias)  # [B, T, 4H]
         hs, c_last, saved = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training), units)
 
         def grad(dout, dc_last):
             factors = saved
             if not training:  # recompute the gates from the saved states
                 cs = saved
-                hprev = _shift_in(h0, hs)
-                z = xw + tf.reshape(tf.matmul(_flat(hprev), recurrent_kernel), tf.shape(xw))
+                z = xw + tf.reshape(tf.matmul(_flat(_shift_in(h0, hs)), recurrent_kernel), tf.shape(xw))
                 i, f, g, o = tf.split(z, 4, axis=2)
                 i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
                 factors = _lstm_derivatives(i, f, g, o, _shift_in(c0, cs), tf.tanh(cs))
             if dc_last is None:
                 dc_last = tf.zeros_like(c0)
-            dhs = tf.transpose(dout, [1, 0, 2])
-            dz, db, dh0, dc0 = bwd(dhs, dc_last, factors, recurrent_kernel, units)
-            du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(dz), transpose_a=True)  # [H, 4H]
-            dx, dkernel = _input_grads(dz, x_tm, kernel)
-            return dx, dkernel, du, db, dh0, dc0
+            dz, db, dh0, dc0 = bwd(dout, dc_last, factors, recurrent_kernel, units)
+            dx, dkernel = _input_grads(dz, x, kernel)
+            return dx, dkernel, _recurrent_grad(h0, hs, dz), db, dh0, dc0
 
-        return (tf.transpose(hs, [1, 0, 2]), c_last), grad
+        return (hs, c_last), grad
 
     return run(x, kernel, recurrent_kernel, bias, h0, c0)
 
@@ -287,16 +293,13 @@ _GRU_BWD, _GRU_BWD_XLA = _compile(_gru_backward)
 
 
 def _gru_loops(x):
-    """(forward, backward) with the signatures of `_gru_forward`/`_gru_backward`: native, XLA or graph."""
+    """Batch-major (forward, backward) with the signatures of `_gru_forward`/`_gru_backward`."""
     ops = _native_ops()
     if ops is None:
-        return (_GRU_FWD_XLA, _GRU_BWD_XLA) if _use_xla(x) else (_GRU_FWD, _GRU_BWD)
-
-    def bwd(dhs, ps, u, H):
-        dxw, drec, dh0 = ops.tfchar_gru_backward(dhs, ps, u)
-        return dxw, drec, tf.reduce_sum(dxw, [0, 1]), tf.reduce_sum(drec, [0, 1]), dh0
-
-    return (lambda xw, h0, u, b_rec, save, H: ops.tfchar_gru_forward(xw, h0, u, b_rec, save=save)), bwd
+        fwd, bwd = (_GRU_FWD_XLA, _GRU_BWD_XLA) if _use_xla(x) else (_GRU_FWD, _GRU_BWD)
+        return _batch_major(fwd), _batch_major(bwd)
+    return (lambda xw, h0, u, b_rec, save, H: ops.tfchar_gru_forward(xw, h0, u, b_rec, save=save),
+            lambda dhs, ps, u, H: ops.tfchar_gru_backward(dhs, ps, u))
 
 
 def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
@@ -317,7 +320,7 @@ def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
 
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0):
-        x_tm, xw = _time_major_projection(x, kernel, bias[0])
+        xw = _projection(x, kernel, bias[0])  # [B, T, 3H]
         hs, saved = fwd(*_untaped(xw, h0, recurrent_kernel, bias[1]), bool(training), units)
 
         def grad(dout):
@@ -329,13 +332,11 @@ def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
                 rz, rr, rn = tf.split(rec, 3, axis=2)
                 z, r = tf.sigmoid(xz + rz), tf.sigmoid(xr + rr)
                 factors = _gru_derivatives(hprev, z, r, tf.tanh(xn + r * rn), rn)
-            dhs = tf.transpose(dout, [1, 0, 2])
-            dxw, drec, db_in, db_rec, dh0 = bwd(dhs, factors, recurrent_kernel, units)
-            du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(drec), transpose_a=True)  # [H, 3H]
-            dx, dkernel = _input_grads(dxw, x_tm, kernel)
-            return dx, dkernel, du, tf.stack([db_in, db_rec]), dh0
+            dxw, drec, db_in, db_rec, dh0 = bwd(dout, factors, recurrent_kernel, units)
+            dx, dkernel = _input_grads(dxw, x, kernel)
+            return dx, dkernel, _recurrent_grad(h0, hs, drec), tf.stack([db_in, db_rec]), dh0
 
-        return tf.transpose(hs, [1, 0, 2]), grad
+        return hs, grad
 
     return run(x, kernel, recurrent_kernel, bias, h0)
 
@@ -375,16 +376,12 @@ _RNN_BWD, _RNN_BWD_XLA = _compile(_rnn_backward)
 
 
 def _rnn_loops(x):
-    """(forward, backward) with the signatures of `_rnn_forward`/`_rnn_backward`: native, XLA or graph."""
+    """Batch-major (forward, backward) with the signatures of `_rnn_forward`/`_rnn_backward`."""
     ops = _native_ops()
     if ops is None:
-        return (_RNN_FWD_XLA, _RNN_BWD_XLA) if _use_xla(x) else (_RNN_FWD, _RNN_BWD)
-
-    def bwd(dhs, hs, u):
-        da, dh0 = ops.tfchar_rnn_backward(dhs, hs, u)
-        return da, tf.reduce_sum(da, [0, 1]), dh0
-
-    return ops.tfchar_rnn_forward, bwd
+        fwd, bwd = (_RNN_FWD_XLA, _RNN_BWD_XLA) if _use_xla(x) else (_RNN_FWD, _RNN_BWD)
+        return (lambda *a: _batch_major(fwd)(*a)[0]), _batch_major(bwd)
+    return ops.tfchar_rnn_forward, ops.tfchar_rnn_backward
 
 
 def simple_rnn(x, kernel, recurrent_kernel, bias, h0):
@@ -402,16 +399,15 @@ def simple_rnn(x, kernel, recurrent_kernel, bias, h0):
 
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0):
-        x_tm, xw = _time_major_projection(x, kernel, bias)
+        xw = _projection(x, kernel, bias)  # [B, T, H]
         hs = fwd(*_untaped(xw, h0, recurrent_kernel))
 
         def grad(dout):
-            da, db, dh0 = bwd(tf.transpose(dout, [1, 0, 2]), hs, recurrent_kernel)
-            du = tf.matmul(_flat(_shift_in(h0, hs)), _flat(da), transpose_a=True)  # [H, H]
-            dx, dkernel = _input_grads(da, x_tm, kernel)
-            return dx, dkernel, du, db, dh0
+            da, db, dh0 = bwd(dout, hs, recurrent_kernel)
+            dx, dkernel = _input_grads(da, x, kernel)
+            return dx, dkernel, _recurrent_grad(h0, hs, da), db, dh0
 
-        return tf.transpose(hs, [1, 0, 2]), grad
+        return hs, grad
 
     return run(x, kernel, recurrent_kernel, bias, h0)
 
