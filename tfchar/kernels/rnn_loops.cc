@@ -35,11 +35,8 @@ using tensorflow::shape_inference::ShapeHandle;
 
 using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MatrixMap = Eigen::Map<Matrix>;
-using ConstMatrixMap = Eigen::Map<const Matrix>;
 using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
-using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 
-using ColMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 using Strided = Eigen::OuterStride<>;
 using RowsMap = Eigen::Map<const Matrix, 0, Strided>;  // rows [r0, r1) of one time step of a [B, T, W] tensor
 
@@ -68,6 +65,66 @@ const float* At(const Tensor& x, int64_t b, int64_t t, int64_t T, int64_t W) {
   return x.flat<float>().data() + (b * T + t) * W;
 }
 RowsMap Rows(const float* first, int64_t n, int64_t W, int64_t T) { return RowsMap(first, n, W, Strided(T * W)); }
+
+// The same blocks as arrays, for the element-wise work of a step: whole [n, W] blocks at once, written
+// into scratch arrays allocated once per call (a step allocates nothing).
+using Array = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using InArray = Eigen::Map<const Array, 0, Strided>;
+using OutArray = Eigen::Map<Array, 0, Strided>;
+InArray In(const float* first, int64_t n, int64_t W, int64_t stride) { return InArray(first, n, W, Strided(stride)); }
+OutArray Out(float* first, int64_t n, int64_t W, int64_t stride) { return OutArray(first, n, W, Strided(stride)); }
+
+// sigmoid(x) = (tanh(x / 2) + 1) / 2: Eigen's vectorised tanh is faster than its logistic, as accurate.
+template <typename X>
+auto Sigmoid(const X& x) {
+  return (x * 0.5f).tanh() * 0.5f + 0.5f;
+}
+
+// Y[n, P] += X[n, D] @ M for many X and one M, with M packed once: the recurrent product of every step.
+// Eigen's `Y.noalias() += X * M` re-packs M into its GEMM kernel's panel layout on every call, which for
+// a step's small X costs about as much as the multiply itself (U is 4 MB at H = 512). This packs M^T once
+// (Eigen computes row-major products as Y^T = M^T X^T) and runs Eigen's own packing and GEBP kernel.
+// M^T is read through `mt` with storage order `MtOrder` and stride `mt_stride`.
+template <int MtOrder>
+class PackedProduct {
+  using Index = Eigen::Index;
+  using Traits = Eigen::internal::gebp_traits<float, float>;
+  using MtMapper = Eigen::internal::const_blas_data_mapper<float, Index, MtOrder>;
+  using XtMapper = Eigen::internal::const_blas_data_mapper<float, Index, Eigen::ColMajor>;
+  using YtMapper = Eigen::internal::blas_data_mapper<float, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+
+ public:
+  PackedProduct(const float* mt, Index mt_stride, Index P, Index D) : P_(P), D_(D), packed_(P * D + 64) {
+    Eigen::internal::gemm_pack_lhs<float, Index, MtMapper, Traits::mr, Traits::LhsProgress,
+                                   typename Traits::LhsPacket4Packing, MtOrder>
+        pack;
+    pack(packed_.data(), MtMapper(mt, mt_stride), D, P);
+  }
+
+  // Scratch space for Run with up to n rows (one per thread).
+  Eigen::VectorXf Scratch(Index n) const { return Eigen::VectorXf(D_ * (n + 2 * Traits::nr)); }
+
+  // Y += X @ M for n rows: X's rows x_stride floats apart, Y's y_stride apart.
+  void Run(const float* x, Index x_stride, Index n, float* y, Index y_stride, Eigen::VectorXf& scratch) const {
+    Eigen::internal::gemm_pack_rhs<float, Index, XtMapper, Traits::nr, Eigen::ColMajor> pack_x;
+    pack_x(scratch.data(), XtMapper(x, x_stride), D_, n);
+    Eigen::internal::gebp_kernel<float, float, Index, YtMapper, Traits::mr, Traits::nr, false, false> gebp;
+    gebp(YtMapper(y, y_stride, 1), packed_.data(), scratch.data(), P_, D_, n, 1.0f);
+  }
+
+ private:
+  Index P_, D_;
+  Eigen::VectorXf packed_;
+};
+
+// h @ U for U [H, G] row-major: M^T = U^T is column-major [G, H] with stride G.
+PackedProduct<Eigen::ColMajor> TimesU(const Tensor& u) {
+  return PackedProduct<Eigen::ColMajor>(u.flat<float>().data(), u.dim_size(1), u.dim_size(1), u.dim_size(0));
+}
+// d @ U^T: M^T = U is row-major [H, G] with stride G.
+PackedProduct<Eigen::RowMajor> TimesUt(const Tensor& u) {
+  return PackedProduct<Eigen::RowMajor>(u.flat<float>().data(), u.dim_size(1), u.dim_size(0), u.dim_size(1));
+}
 
 // The sum of per-thread partial bias gradients, written to `out`.
 void SumParts(const std::vector<Eigen::ArrayXf>& parts, Tensor* out) {
@@ -122,46 +179,44 @@ class LstmForward : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &hs));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &c_last));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, S}), &saved));
-    // Eigen's GEMM with a column-major right operand is ~20% faster for small batches at large H.
-    const ColMatrix U = ConstMatrixMap(u.flat<float>().data(), H, G);
+    const auto U = TimesU(u);
 
     ForEachRowRange(NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix z(n, G);
-      Eigen::ArrayXf c = ConstArrayMap(c0.flat<float>().data() + r0 * H, n * H);
+      Eigen::VectorXf scratch = U.Scratch(n);
+      Array i(n, H), f(n, H), g(n, H), o(n, H), c(n, H), c_prev(n, H), tc(n, H);
+      c = In(c0.flat<float>().data() + r0 * H, n, H, H);
       for (int64_t t = 0; t < T; ++t) {
         z = Rows(At(xw, r0, t, T, G), n, G, T);
         if (t == 0) {
-          z.noalias() += ConstMatrixMap(h0.flat<float>().data() + r0 * H, n, H) * U;  // [n, 4H]
+          U.Run(h0.flat<float>().data() + r0 * H, H, n, z.data(), G, scratch);  // z += h @ U, [n, 4H]
         } else {
-          z.noalias() += Rows(At(*hs, r0, t - 1, T, H), n, H, T) * U;
+          U.Run(At(*hs, r0, t - 1, T, H), T * H, n, z.data(), G, scratch);
         }
-        for (int64_t r = 0; r < n; ++r) {
-          const float* zr = z.data() + r * G;
-          const Eigen::ArrayXf i = ConstArrayMap(zr, H).logistic();
-          const Eigen::ArrayXf f = ConstArrayMap(zr + H, H).logistic();
-          const Eigen::ArrayXf g = ConstArrayMap(zr + 2 * H, H).tanh();
-          const Eigen::ArrayXf o = ConstArrayMap(zr + 3 * H, H).logistic();
-          ArrayMap c_r(c.data() + r * H, H);
-          const Eigen::ArrayXf c_prev = c_r;
-          c_r = f * c_prev + i * g;
-          const Eigen::ArrayXf tc = c_r.tanh();
-          ArrayMap(At(hs, r0 + r, t, T, H), H) = o * tc;
-          float* p = At(saved, r0 + r, t, T, S);
-          if (save_) {
-            ArrayMap(p, H) = g * i * (1 - i);
-            ArrayMap(p + H, H) = c_prev * f * (1 - f);
-            ArrayMap(p + 2 * H, H) = i * (1 - g * g);
-            ArrayMap(p + 3 * H, H) = tc * o * (1 - o);
-            ArrayMap(p + 4 * H, H) = o * (1 - tc * tc);
-            ArrayMap(p + 5 * H, H) = f;
-          } else {
-            ArrayMap(p, H) = c_r;
-          }
+        const auto za = z.array();
+        i = Sigmoid(za.leftCols(H));
+        f = Sigmoid(za.middleCols(H, H));
+        g = za.middleCols(2 * H, H).tanh();
+        o = Sigmoid(za.rightCols(H));
+        c_prev = c;
+        c = f * c_prev + i * g;
+        tc = c.tanh();
+        Out(At(hs, r0, t, T, H), n, H, T * H) = o * tc;
+        OutArray P = Out(At(saved, r0, t, T, S), n, S, T * S);
+        if (save_) {
+          P.leftCols(H) = g * i * (1 - i);
+          P.middleCols(H, H) = c_prev * f * (1 - f);
+          P.middleCols(2 * H, H) = i * (1 - g * g);
+          P.middleCols(3 * H, H) = tc * o * (1 - o);
+          P.middleCols(4 * H, H) = o * (1 - tc * tc);
+          P.rightCols(H) = f;
+        } else {
+          P = c;
         }
       }
-      ArrayMap(c_last->flat<float>().data() + r0 * H, n * H) = c;
+      Out(c_last->flat<float>().data() + r0 * H, n, H, H) = c;
     });
   }
 
@@ -203,7 +258,7 @@ class LstmBackward : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({G}), &db));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, H}), &dc0));
-    ConstMatrixMap U(u.flat<float>().data(), H, G);
+    const auto Ut = TimesUt(u);
     const int64_t threads = NumThreads(ctx, B);
     std::vector<Eigen::ArrayXf> db_parts(threads, Eigen::ArrayXf::Zero(G));
 
@@ -211,27 +266,25 @@ class LstmBackward : public OpKernel {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix dh_next = Matrix::Zero(n, H);
-      ColMatrix dh_rec(n, H);  // column-major GEMM output: faster, as in the forward
-      Eigen::ArrayXf dc = ConstArrayMap(dc_last.flat<float>().data() + r0 * H, n * H);
+      Eigen::VectorXf scratch = Ut.Scratch(n);
+      Array dh(n, H), dc(n, H);
+      dc = In(dc_last.flat<float>().data() + r0 * H, n, H, H);
       for (int64_t t = T - 1; t >= 0; --t) {
-        for (int64_t r = 0; r < n; ++r) {
-          const float* p = At(ps, r0 + r, t, T, 6 * H);
-          const Eigen::ArrayXf dh = ConstArrayMap(At(dhs, r0 + r, t, T, H), H) + dh_next.row(r).transpose().array();
-          ArrayMap dc_r(dc.data() + r * H, H);
-          dc_r += dh * ConstArrayMap(p + 4 * H, H);
-          float* d = At(dz, r0 + r, t, T, G);
-          ArrayMap(d, H) = dc_r * ConstArrayMap(p, H);
-          ArrayMap(d + H, H) = dc_r * ConstArrayMap(p + H, H);
-          ArrayMap(d + 2 * H, H) = dc_r * ConstArrayMap(p + 2 * H, H);
-          ArrayMap(d + 3 * H, H) = dh * ConstArrayMap(p + 3 * H, H);
-          db_parts[k] += ConstArrayMap(d, G);
-          dc_r *= ConstArrayMap(p + 5 * H, H);
-        }
-        dh_rec.noalias() = Rows(At(*dz, r0, t, T, G), n, G, T) * U.transpose();  // [n, H]
-        dh_next = dh_rec;
+        const InArray P = In(At(ps, r0, t, T, 6 * H), n, 6 * H, T * 6 * H);
+        dh = In(At(dhs, r0, t, T, H), n, H, T * H) + dh_next.array();
+        dc += dh * P.middleCols(4 * H, H);
+        OutArray D = Out(At(dz, r0, t, T, G), n, G, T * G);
+        D.leftCols(H) = dc * P.leftCols(H);
+        D.middleCols(H, H) = dc * P.middleCols(H, H);
+        D.middleCols(2 * H, H) = dc * P.middleCols(2 * H, H);
+        D.rightCols(H) = dh * P.middleCols(3 * H, H);
+        db_parts[k] += D.colwise().sum().transpose();
+        dc *= P.rightCols(H);
+        dh_next.setZero();
+        Ut.Run(At(*dz, r0, t, T, G), T * G, n, dh_next.data(), H, scratch);  // dz @ U^T, [n, H]
       }
       MatrixMap(dh0->flat<float>().data() + r0 * H, n, H) = dh_next;
-      ArrayMap(dc0->flat<float>().data() + r0 * H, n * H) = dc;
+      Out(dc0->flat<float>().data() + r0 * H, n, H, H) = dc;
     });
     SumParts(db_parts, db);
   }
@@ -276,38 +329,34 @@ class GruForward : public OpKernel {
     Tensor *hs, *ps;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &hs));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, save_ ? TensorShape({B, T, 5 * H}) : TensorShape({0}), &ps));
-    const ColMatrix U = ConstMatrixMap(u.flat<float>().data(), H, G);
+    const auto U = TimesU(u);
     const Eigen::Map<const Eigen::RowVectorXf> bias(b_rec.flat<float>().data(), G);
 
     ForEachRowRange(NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix rec(n, G);
+      Eigen::VectorXf scratch = U.Scratch(n);
+      Array z(n, H), r(n, H), nn(n, H), dn(n, H);
       for (int64_t t = 0; t < T; ++t) {
-        if (t == 0) {
-          rec.noalias() = ConstMatrixMap(h0.flat<float>().data() + r0 * H, n, H) * U;  // [n, 3H]
-        } else {
-          rec.noalias() = Rows(At(*hs, r0, t - 1, T, H), n, H, T) * U;
-        }
-        rec.rowwise() += bias;
-        for (int64_t r = 0; r < n; ++r) {
-          const float* x = At(xw, r0 + r, t, T, G);
-          const float* rc = rec.data() + r * G;
-          const float* h_prev = t == 0 ? h0.flat<float>().data() + (r0 + r) * H : At(*hs, r0 + r, t - 1, T, H);
-          const ConstArrayMap h(h_prev, H), rn(rc + 2 * H, H);
-          const Eigen::ArrayXf z = (ConstArrayMap(x, H) + ConstArrayMap(rc, H)).logistic();
-          const Eigen::ArrayXf rr = (ConstArrayMap(x + H, H) + ConstArrayMap(rc + H, H)).logistic();
-          const Eigen::ArrayXf nn = (ConstArrayMap(x + 2 * H, H) + rr * rn).tanh();
-          ArrayMap(At(hs, r0 + r, t, T, H), H) = nn + z * (h - nn);
-          if (save_) {
-            float* p = At(ps, r0 + r, t, T, 5 * H);
-            const Eigen::ArrayXf dn = (1 - z) * (1 - nn * nn);
-            ArrayMap(p, H) = (h - nn) * z * (1 - z);
-            ArrayMap(p + H, H) = dn * rn * rr * (1 - rr);
-            ArrayMap(p + 2 * H, H) = dn * rr;
-            ArrayMap(p + 3 * H, H) = z;
-            ArrayMap(p + 4 * H, H) = dn;
-          }
+        const float* h_prev = t == 0 ? h0.flat<float>().data() + r0 * H : At(*hs, r0, t - 1, T, H);
+        const int64_t h_stride = t == 0 ? H : T * H;
+        rec = bias.replicate(n, 1);
+        U.Run(h_prev, h_stride, n, rec.data(), G, scratch);  // rec = h @ U + b_rec, [n, 3H]
+        const auto R = rec.array();
+        const InArray X = In(At(xw, r0, t, T, G), n, G, T * G), h = In(h_prev, n, H, h_stride);
+        z = Sigmoid(X.leftCols(H) + R.leftCols(H));
+        r = Sigmoid(X.middleCols(H, H) + R.middleCols(H, H));
+        nn = (X.rightCols(H) + r * R.rightCols(H)).tanh();
+        Out(At(hs, r0, t, T, H), n, H, T * H) = nn + z * (h - nn);
+        if (save_) {
+          OutArray P = Out(At(ps, r0, t, T, 5 * H), n, 5 * H, T * 5 * H);
+          dn = (1 - z) * (1 - nn * nn);
+          P.leftCols(H) = (h - nn) * z * (1 - z);
+          P.middleCols(H, H) = dn * R.rightCols(H) * r * (1 - r);
+          P.middleCols(2 * H, H) = dn * r;
+          P.middleCols(3 * H, H) = z;
+          P.rightCols(H) = dn;
         }
       }
     });
@@ -354,7 +403,7 @@ class GruBackward : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({G}), &db_in));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({G}), &db_rec));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({B, H}), &dh0));
-    ConstMatrixMap U(u.flat<float>().data(), H, G);
+    const auto Ut = TimesUt(u);
     const int64_t threads = NumThreads(ctx, B);
     std::vector<Eigen::ArrayXf> in_parts(threads, Eigen::ArrayXf::Zero(G)), rec_parts(in_parts);
 
@@ -362,25 +411,19 @@ class GruBackward : public OpKernel {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix dh_next = Matrix::Zero(n, H);
-      ColMatrix dh_rec(n, H);
-      Matrix carry(n, H);  // the direct path dh * z of each row
+      Eigen::VectorXf scratch = Ut.Scratch(n);
+      Array dh(n, H);
       for (int64_t t = T - 1; t >= 0; --t) {
-        for (int64_t r = 0; r < n; ++r) {
-          const float* p = At(ps, r0 + r, t, T, 5 * H);
-          const Eigen::ArrayXf dh = ConstArrayMap(At(dhs, r0 + r, t, T, H), H) + dh_next.row(r).transpose().array();
-          float* dr = At(drec, r0 + r, t, T, G);
-          float* dx = At(dxw, r0 + r, t, T, G);
-          ArrayMap(dr, H) = dh * ConstArrayMap(p, H);
-          ArrayMap(dr + H, H) = dh * ConstArrayMap(p + H, H);
-          ArrayMap(dr + 2 * H, H) = dh * ConstArrayMap(p + 2 * H, H);
-          ArrayMap(dx, 2 * H) = ConstArrayMap(dr, 2 * H);
-          ArrayMap(dx + 2 * H, H) = dh * ConstArrayMap(p + 4 * H, H);
-          carry.row(r) = (dh * ConstArrayMap(p + 3 * H, H)).matrix().transpose();
-          in_parts[k] += ConstArrayMap(dx, G);
-          rec_parts[k] += ConstArrayMap(dr, G);
-        }
-        dh_rec.noalias() = Rows(At(*drec, r0, t, T, G), n, G, T) * U.transpose();  // [n, H]
-        dh_next = carry + dh_rec;
+        const InArray P = In(At(ps, r0, t, T, 5 * H), n, 5 * H, T * 5 * H);
+        dh = In(At(dhs, r0, t, T, H), n, H, T * H) + dh_next.array();
+        OutArray Dr = Out(At(drec, r0, t, T, G), n, G, T * G), Dx = Out(At(dxw, r0, t, T, G), n, G, T * G);
+        Dr = dh.replicate(1, 3) * P.leftCols(G);
+        Dx.leftCols(2 * H) = Dr.leftCols(2 * H);
+        Dx.rightCols(H) = dh * P.rightCols(H);
+        in_parts[k] += Dx.colwise().sum().transpose();
+        rec_parts[k] += Dr.colwise().sum().transpose();
+        dh_next = (dh * P.middleCols(3 * H, H)).matrix();  // the direct path, plus the recurrent one:
+        Ut.Run(At(*drec, r0, t, T, G), T * G, n, dh_next.data(), H, scratch);  // += drec @ U^T
       }
       MatrixMap(dh0->flat<float>().data() + r0 * H, n, H) = dh_next;
     });
@@ -415,20 +458,21 @@ class RnnForward : public OpKernel {
                 tensorflow::errors::InvalidArgument("TfcharRnnForward: inconsistent shapes"));
     Tensor* hs;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &hs));
-    const ColMatrix U = ConstMatrixMap(u.flat<float>().data(), H, H);
+    const auto U = TimesU(u);
 
     ForEachRowRange(NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix a(n, H);
+      Eigen::VectorXf scratch = U.Scratch(n);
       for (int64_t t = 0; t < T; ++t) {
         a = Rows(At(xw, r0, t, T, H), n, H, T);
         if (t == 0) {
-          a.noalias() += ConstMatrixMap(h0.flat<float>().data() + r0 * H, n, H) * U;
+          U.Run(h0.flat<float>().data() + r0 * H, H, n, a.data(), H, scratch);  // a += h @ U
         } else {
-          a.noalias() += Rows(At(*hs, r0, t - 1, T, H), n, H, T) * U;
+          U.Run(At(*hs, r0, t - 1, T, H), T * H, n, a.data(), H, scratch);
         }
-        for (int64_t r = 0; r < n; ++r) ArrayMap(At(hs, r0 + r, t, T, H), H) = a.row(r).array().tanh().transpose();
+        Out(At(hs, r0, t, T, H), n, H, T * H) = a.array().tanh();
       }
     });
   }
@@ -462,7 +506,7 @@ class RnnBackward : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &da));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({H}), &db));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dh0));
-    ConstMatrixMap U(u.flat<float>().data(), H, H);
+    const auto Ut = TimesUt(u);
     const int64_t threads = NumThreads(ctx, B);
     std::vector<Eigen::ArrayXf> db_parts(threads, Eigen::ArrayXf::Zero(H));
 
@@ -470,16 +514,14 @@ class RnnBackward : public OpKernel {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix dh_next = Matrix::Zero(n, H);
-      ColMatrix dh_rec(n, H);
+      Eigen::VectorXf scratch = Ut.Scratch(n);
       for (int64_t t = T - 1; t >= 0; --t) {
-        for (int64_t r = 0; r < n; ++r) {
-          const ConstArrayMap h(At(hs, r0 + r, t, T, H), H);
-          ArrayMap a(At(da, r0 + r, t, T, H), H);
-          a = (ConstArrayMap(At(dhs, r0 + r, t, T, H), H) + dh_next.row(r).transpose().array()) * (1 - h * h);
-          db_parts[k] += a;
-        }
-        dh_rec.noalias() = Rows(At(*da, r0, t, T, H), n, H, T) * U.transpose();
-        dh_next = dh_rec;
+        const InArray h = In(At(hs, r0, t, T, H), n, H, T * H);
+        OutArray a = Out(At(da, r0, t, T, H), n, H, T * H);
+        a = (In(At(dhs, r0, t, T, H), n, H, T * H) + dh_next.array()) * (1 - h * h);
+        db_parts[k] += a.colwise().sum().transpose();
+        dh_next.setZero();
+        Ut.Run(At(*da, r0, t, T, H), T * H, n, dh_next.data(), H, scratch);  // da @ U^T
       }
       MatrixMap(dh0->flat<float>().data() + r0 * H, n, H) = dh_next;
     });
