@@ -90,9 +90,9 @@ def _input_grads(dxw, x, kernel):
     return dx, tf.matmul(_flat(x), _flat(dxw), transpose_a=True)
 
 
-def _recurrent_grad(h0, hs, dz):
-    """d(h @ U) summed over steps: [h0, h_1 .. h_{T-1}]^T @ dz, [H, G]."""
-    return tf.matmul(_flat(_shift_in(h0, hs)), _flat(dz), transpose_a=True)
+def _recurrent_grad(hprev, dz):
+    """d(h @ U) summed over steps: hprev^T @ dz, [H, G], with hprev = [h0, h_1 .. h_{T-1}] [B, T, H]."""
+    return tf.matmul(_flat(hprev), _flat(dz), transpose_a=True)
 
 
 def _batch_major(loop):
@@ -184,11 +184,13 @@ _LSTM_BWD, _LSTM_BWD_XLA = _compile(_lstm_backward)
 
 
 def _lstm_loops(x):
-    """Batch-major (forward, backward) with the signatures of `_lstm_forward`/`_lstm_backward`."""
+    """Batch-major (forward, backward) with the signatures of `_lstm_forward`/`_lstm_backward`; the forward
+    also returns the states before each step, hprev [B, T, H] (the native loops keep them; None: shift hs)."""
     ops = _native_ops()
     if ops is None:
         fwd, bwd = (_LSTM_FWD_XLA, _LSTM_BWD_XLA) if _use_xla(x) else (_LSTM_FWD, _LSTM_BWD)
-        return _batch_major(fwd), _batch_major(bwd)
+        fwd = _batch_major(fwd)
+        return (lambda xw, h0, *args: (*fwd(xw, h0, *args), None)), _batch_major(bwd)
     return (lambda xw, h0, c0, u, save, H: ops.tfchar_lstm_forward(xw, h0, c0, u, save=save),
             lambda dhs, dc_last, ps, u, H: ops.tfchar_lstm_backward(dhs, dc_last, ps, u))
 
@@ -212,13 +214,14 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0, c0):
         xw = _projection(x, kernel, bias)  # [B, T, 4H]
-        hs, c_last, saved = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training), units)
+        hs, c_last, saved, hprev = fwd(*_untaped(xw, h0, c0, recurrent_kernel), bool(training), units)
 
         def grad(dout, dc_last):
+            hp = _shift_in(h0, hs) if hprev is None else hprev
             factors = saved
             if not training:  # recompute the gates from the saved states
                 cs = saved
-                z = xw + tf.reshape(tf.matmul(_flat(_shift_in(h0, hs)), recurrent_kernel), tf.shape(xw))
+                z = xw + tf.reshape(tf.matmul(_flat(hp), recurrent_kernel), tf.shape(xw))
                 i, f, g, o = tf.split(z, 4, axis=2)
                 i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
                 factors = _lstm_derivatives(i, f, g, o, _shift_in(c0, cs), tf.tanh(cs))
@@ -226,7 +229,7 @@ def lstm(x, kernel, recurrent_kernel, bias, h0, c0, training=True):
                 dc_last = tf.zeros_like(c0)
             dz, db, dh0, dc0 = bwd(dout, dc_last, factors, recurrent_kernel, units)
             dx, dkernel = _input_grads(dz, x, kernel)
-            return dx, dkernel, _recurrent_grad(h0, hs, dz), db, dh0, dc0
+            return dx, dkernel, _recurrent_grad(hp, dz), db, dh0, dc0
 
         return (hs, c_last), grad
 
@@ -293,11 +296,13 @@ _GRU_BWD, _GRU_BWD_XLA = _compile(_gru_backward)
 
 
 def _gru_loops(x):
-    """Batch-major (forward, backward) with the signatures of `_gru_forward`/`_gru_backward`."""
+    """Batch-major (forward, backward) with the signatures of `_gru_forward`/`_gru_backward`; the forward
+    also returns hprev [B, T, H] or None (see `_lstm_loops`)."""
     ops = _native_ops()
     if ops is None:
         fwd, bwd = (_GRU_FWD_XLA, _GRU_BWD_XLA) if _use_xla(x) else (_GRU_FWD, _GRU_BWD)
-        return _batch_major(fwd), _batch_major(bwd)
+        fwd = _batch_major(fwd)
+        return (lambda xw, h0, *args: (*fwd(xw, h0, *args), None)), _batch_major(bwd)
     return (lambda xw, h0, u, b_rec, save, H: ops.tfchar_gru_forward(xw, h0, u, b_rec, save=save),
             lambda dhs, ps, u, H: ops.tfchar_gru_backward(dhs, ps, u))
 
@@ -321,20 +326,20 @@ def gru(x, kernel, recurrent_kernel, bias, h0, training=True):
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0):
         xw = _projection(x, kernel, bias[0])  # [B, T, 3H]
-        hs, saved = fwd(*_untaped(xw, h0, recurrent_kernel, bias[1]), bool(training), units)
+        hs, saved, hprev = fwd(*_untaped(xw, h0, recurrent_kernel, bias[1]), bool(training), units)
 
         def grad(dout):
+            hp = _shift_in(h0, hs) if hprev is None else hprev
             factors = saved
             if not training:  # recompute the gates from the saved states
-                hprev = _shift_in(h0, hs)
-                rec = tf.reshape(tf.matmul(_flat(hprev), recurrent_kernel), tf.shape(xw)) + bias[1]
+                rec = tf.reshape(tf.matmul(_flat(hp), recurrent_kernel), tf.shape(xw)) + bias[1]
                 xz, xr, xn = tf.split(xw, 3, axis=2)
                 rz, rr, rn = tf.split(rec, 3, axis=2)
                 z, r = tf.sigmoid(xz + rz), tf.sigmoid(xr + rr)
-                factors = _gru_derivatives(hprev, z, r, tf.tanh(xn + r * rn), rn)
+                factors = _gru_derivatives(hp, z, r, tf.tanh(xn + r * rn), rn)
             dxw, drec, db_in, db_rec, dh0 = bwd(dout, factors, recurrent_kernel, units)
             dx, dkernel = _input_grads(dxw, x, kernel)
-            return dx, dkernel, _recurrent_grad(h0, hs, drec), tf.stack([db_in, db_rec]), dh0
+            return dx, dkernel, _recurrent_grad(hp, drec), tf.stack([db_in, db_rec]), dh0
 
         return hs, grad
 
@@ -376,11 +381,12 @@ _RNN_BWD, _RNN_BWD_XLA = _compile(_rnn_backward)
 
 
 def _rnn_loops(x):
-    """Batch-major (forward, backward) with the signatures of `_rnn_forward`/`_rnn_backward`."""
+    """Batch-major (forward, backward) with the signatures of `_rnn_forward`/`_rnn_backward`; the forward
+    also returns hprev [B, T, H] or None (see `_lstm_loops`)."""
     ops = _native_ops()
     if ops is None:
         fwd, bwd = (_RNN_FWD_XLA, _RNN_BWD_XLA) if _use_xla(x) else (_RNN_FWD, _RNN_BWD)
-        return (lambda *a: _batch_major(fwd)(*a)[0]), _batch_major(bwd)
+        return (lambda *a: (_batch_major(fwd)(*a)[0], None)), _batch_major(bwd)
     return ops.tfchar_rnn_forward, ops.tfchar_rnn_backward
 
 
@@ -400,12 +406,13 @@ def simple_rnn(x, kernel, recurrent_kernel, bias, h0):
     @tf.custom_gradient
     def run(x, kernel, recurrent_kernel, bias, h0):
         xw = _projection(x, kernel, bias)  # [B, T, H]
-        hs = fwd(*_untaped(xw, h0, recurrent_kernel))
+        hs, hprev = fwd(*_untaped(xw, h0, recurrent_kernel))
 
         def grad(dout):
+            hp = _shift_in(h0, hs) if hprev is None else hprev
             da, db, dh0 = bwd(dout, hs, recurrent_kernel)
             dx, dkernel = _input_grads(da, x, kernel)
-            return dx, dkernel, _recurrent_grad(h0, hs, da), db, dh0
+            return dx, dkernel, _recurrent_grad(hp, da), db, dh0
 
         return hs, grad
 

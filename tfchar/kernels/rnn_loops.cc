@@ -14,12 +14,13 @@
 
 #include <algorithm>
 #include <functional>
-#include <thread>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/platform/blocking_counter.h"
+#include "tensorflow/core/platform/threadpool.h"
 
 namespace {
 
@@ -48,14 +49,21 @@ int64_t NumThreads(OpKernelContext* ctx, int64_t rows) {
       1, std::min<int64_t>(ctx->device()->tensorflow_cpu_worker_threads()->num_threads, rows / min_rows));
 }
 
-// Run fn(k, r0, r1) for k < threads on disjoint row ranges covering [0, rows), one thread each.
-void ForEachRowRange(int64_t threads, int64_t rows, const std::function<void(int64_t, int64_t, int64_t)>& fn) {
-  std::vector<std::thread> workers;
+// Run fn(k, r0, r1) for k < threads on disjoint row ranges covering [0, rows): range 0 on the calling thread,
+// the others on TensorFlow's intra-op thread pool (its threads, not extra ones competing with them).
+void ForEachRowRange(OpKernelContext* ctx, int64_t threads, int64_t rows,
+                     const std::function<void(int64_t, int64_t, int64_t)>& fn) {
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  if (pool->CurrentThreadId() >= 0) threads = 1;  // already on a pool thread: waiting on the pool could deadlock
+  tensorflow::BlockingCounter done(threads - 1);
   for (int64_t k = 1; k < threads; ++k) {
-    workers.emplace_back(fn, k, rows * k / threads, rows * (k + 1) / threads);
+    pool->Schedule([&fn, &done, k, threads, rows] {
+      fn(k, rows * k / threads, rows * (k + 1) / threads);
+      done.DecrementCount();
+    });
   }
   fn(0, 0, rows / threads);
-  for (auto& w : workers) w.join();
+  done.Wait();
 }
 
 // Sequences are batch-major [B, T, W], as Keras lays them out, so the layers never transpose: row b at
@@ -126,6 +134,14 @@ PackedProduct<Eigen::RowMajor> TimesUt(const Tensor& u) {
   return PackedProduct<Eigen::RowMajor>(u.flat<float>().data(), u.dim_size(1), u.dim_size(0), u.dim_size(1));
 }
 
+// After step t of rows [r0, r0 + n): hprev[:, t] = the state the step started from (h0 or hs[:, t - 1]).
+// The backward's d(h @ U) = hprev^T @ dz is then one matmul, without a shifted copy of hs.
+void KeepPrevious(const Tensor* hs, const Tensor& h0, Tensor* hprev, int64_t r0, int64_t n, int64_t t) {
+  const int64_t T = hs->dim_size(1), H = hs->dim_size(2);
+  const InArray from = t == 0 ? In(h0.flat<float>().data() + r0 * H, n, H, H) : In(At(*hs, r0, t - 1, T, H), n, H, T * H);
+  Out(At(hprev, r0, t, T, H), n, H, T * H) = from;
+}
+
 // The sum of per-thread partial bias gradients, written to `out`.
 void SumParts(const std::vector<Eigen::ArrayXf>& parts, Tensor* out) {
   ArrayMap total(out->flat<float>().data(), out->NumElements());
@@ -152,6 +168,7 @@ REGISTER_OP("TfcharLstmForward")
     .Output("hs: float")      // [B, T, H]
     .Output("c_last: float")  // [B, H]
     .Output("saved: float")   // save ? P [B, T, 6H] : cell states [B, T, H]
+    .Output("hprev: float")   // [B, T, H] the state before each step: [h0, h_1 .. h_{T-1}]
     .SetShapeFn([](InferenceContext* c) {
       bool save;
       TF_RETURN_IF_ERROR(c->GetAttr("save", &save));
@@ -161,6 +178,7 @@ REGISTER_OP("TfcharLstmForward")
       c->set_output(0, Seq(c, b, t, h));
       c->set_output(1, c->input(1));
       c->set_output(2, Seq(c, b, t, save ? six_h : h));
+      c->set_output(3, Seq(c, b, t, h));
       return absl::OkStatus();
     });
 
@@ -175,13 +193,14 @@ class LstmForward : public OpKernel {
                          h0.dim_size(1) == H && c0.shape() == h0.shape(),
                 tensorflow::errors::InvalidArgument("TfcharLstmForward: inconsistent shapes"));
     const int64_t S = save_ ? 6 * H : H;
-    Tensor *hs, *c_last, *saved;
+    Tensor *hs, *c_last, *saved, *hprev;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &hs));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, T, H}), &hprev));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &c_last));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, S}), &saved));
     const auto U = TimesU(u);
 
-    ForEachRowRange(NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
+    ForEachRowRange(ctx, NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix z(n, G);
@@ -204,6 +223,7 @@ class LstmForward : public OpKernel {
         c = f * c_prev + i * g;
         tc = c.tanh();
         Out(At(hs, r0, t, T, H), n, H, T * H) = o * tc;
+        KeepPrevious(hs, h0, hprev, r0, n, t);
         OutArray P = Out(At(saved, r0, t, T, S), n, S, T * S);
         if (save_) {
           P.leftCols(H) = g * i * (1 - i);
@@ -262,7 +282,7 @@ class LstmBackward : public OpKernel {
     const int64_t threads = NumThreads(ctx, B);
     std::vector<Eigen::ArrayXf> db_parts(threads, Eigen::ArrayXf::Zero(G));
 
-    ForEachRowRange(threads, B, [&](int64_t k, int64_t r0, int64_t r1) {
+    ForEachRowRange(ctx, threads, B, [&](int64_t k, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix dh_next = Matrix::Zero(n, H);
@@ -305,6 +325,7 @@ REGISTER_OP("TfcharGruForward")
     .Attr("save: bool")
     .Output("hs: float")  // [B, T, H]
     .Output("ps: float")  // save ? [B, T, 5H] : [0]
+    .Output("hprev: float")  // [B, T, H] the state before each step: [h0, h_1 .. h_{T-1}]
     .SetShapeFn([](InferenceContext* c) {
       bool save;
       TF_RETURN_IF_ERROR(c->GetAttr("save", &save));
@@ -313,6 +334,7 @@ REGISTER_OP("TfcharGruForward")
       TF_RETURN_IF_ERROR(c->Multiply(h, 5, &five_h));
       c->set_output(0, Seq(c, b, t, h));
       c->set_output(1, save ? Seq(c, b, t, five_h) : c->MakeShape({0}));
+      c->set_output(2, Seq(c, b, t, h));
       return absl::OkStatus();
     });
 
@@ -326,13 +348,14 @@ class GruForward : public OpKernel {
     OP_REQUIRES(ctx, xw.dims() == 3 && xw.dim_size(2) == G && u.dim_size(1) == G && h0.dim_size(0) == B &&
                          h0.dim_size(1) == H && b_rec.NumElements() == G,
                 tensorflow::errors::InvalidArgument("TfcharGruForward: inconsistent shapes"));
-    Tensor *hs, *ps;
+    Tensor *hs, *ps, *hprev;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &hs));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, H}), &hprev));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, save_ ? TensorShape({B, T, 5 * H}) : TensorShape({0}), &ps));
     const auto U = TimesU(u);
     const Eigen::Map<const Eigen::RowVectorXf> bias(b_rec.flat<float>().data(), G);
 
-    ForEachRowRange(NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
+    ForEachRowRange(ctx, NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix rec(n, G);
@@ -341,7 +364,7 @@ class GruForward : public OpKernel {
       for (int64_t t = 0; t < T; ++t) {
         const float* h_prev = t == 0 ? h0.flat<float>().data() + r0 * H : At(*hs, r0, t - 1, T, H);
         const int64_t h_stride = t == 0 ? H : T * H;
-        rec = bias.replicate(n, 1);
+        for (int64_t r = 0; r < n; ++r) rec.row(r) = bias;  // (replicate() is not vectorised)
         U.Run(h_prev, h_stride, n, rec.data(), G, scratch);  // rec = h @ U + b_rec, [n, 3H]
         const auto R = rec.array();
         const InArray X = In(At(xw, r0, t, T, G), n, G, T * G), h = In(h_prev, n, H, h_stride);
@@ -349,6 +372,7 @@ class GruForward : public OpKernel {
         r = Sigmoid(X.middleCols(H, H) + R.middleCols(H, H));
         nn = (X.rightCols(H) + r * R.rightCols(H)).tanh();
         Out(At(hs, r0, t, T, H), n, H, T * H) = nn + z * (h - nn);
+        KeepPrevious(hs, h0, hprev, r0, n, t);
         if (save_) {
           OutArray P = Out(At(ps, r0, t, T, 5 * H), n, 5 * H, T * 5 * H);
           dn = (1 - z) * (1 - nn * nn);
@@ -407,7 +431,7 @@ class GruBackward : public OpKernel {
     const int64_t threads = NumThreads(ctx, B);
     std::vector<Eigen::ArrayXf> in_parts(threads, Eigen::ArrayXf::Zero(G)), rec_parts(in_parts);
 
-    ForEachRowRange(threads, B, [&](int64_t k, int64_t r0, int64_t r1) {
+    ForEachRowRange(ctx, threads, B, [&](int64_t k, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix dh_next = Matrix::Zero(n, H);
@@ -417,7 +441,9 @@ class GruBackward : public OpKernel {
         const InArray P = In(At(ps, r0, t, T, 5 * H), n, 5 * H, T * 5 * H);
         dh = In(At(dhs, r0, t, T, H), n, H, T * H) + dh_next.array();
         OutArray Dr = Out(At(drec, r0, t, T, G), n, G, T * G), Dx = Out(At(dxw, r0, t, T, G), n, G, T * G);
-        Dr = dh.replicate(1, 3) * P.leftCols(G);
+        Dr.leftCols(H) = dh * P.leftCols(H);
+        Dr.middleCols(H, H) = dh * P.middleCols(H, H);
+        Dr.rightCols(H) = dh * P.middleCols(2 * H, H);
         Dx.leftCols(2 * H) = Dr.leftCols(2 * H);
         Dx.rightCols(H) = dh * P.rightCols(H);
         in_parts[k] += Dx.colwise().sum().transpose();
@@ -440,9 +466,11 @@ REGISTER_OP("TfcharRnnForward")
     .Input("xw: float")   // [B, T, H] = x @ W + b
     .Input("h0: float")   // [B, H]
     .Input("u: float")    // [H, H]
-    .Output("hs: float")  // [B, T, H]
+    .Output("hs: float")     // [B, T, H]
+    .Output("hprev: float")  // [B, T, H] the state before each step: [h0, h_1 .. h_{T-1}]
     .SetShapeFn([](InferenceContext* c) {
       c->set_output(0, Seq(c, c->Dim(c->input(1), 0), c->Dim(c->input(0), 1), c->Dim(c->input(1), 1)));
+      c->set_output(1, c->output(0));
       return absl::OkStatus();
     });
 
@@ -456,11 +484,12 @@ class RnnForward : public OpKernel {
     OP_REQUIRES(ctx, xw.dims() == 3 && xw.dim_size(2) == H && u.dim_size(1) == H &&
                          h0.shape() == TensorShape({B, H}),
                 tensorflow::errors::InvalidArgument("TfcharRnnForward: inconsistent shapes"));
-    Tensor* hs;
+    Tensor *hs, *hprev;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &hs));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, H}), &hprev));
     const auto U = TimesU(u);
 
-    ForEachRowRange(NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
+    ForEachRowRange(ctx, NumThreads(ctx, B), B, [&](int64_t, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix a(n, H);
@@ -473,6 +502,7 @@ class RnnForward : public OpKernel {
           U.Run(At(*hs, r0, t - 1, T, H), T * H, n, a.data(), H, scratch);
         }
         Out(At(hs, r0, t, T, H), n, H, T * H) = a.array().tanh();
+        KeepPrevious(hs, h0, hprev, r0, n, t);
       }
     });
   }
@@ -510,7 +540,7 @@ class RnnBackward : public OpKernel {
     const int64_t threads = NumThreads(ctx, B);
     std::vector<Eigen::ArrayXf> db_parts(threads, Eigen::ArrayXf::Zero(H));
 
-    ForEachRowRange(threads, B, [&](int64_t k, int64_t r0, int64_t r1) {
+    ForEachRowRange(ctx, threads, B, [&](int64_t k, int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
       if (n == 0) return;
       Matrix dh_next = Matrix::Zero(n, H);
