@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def build_corpus(path: Path, megabytes: int) -> int:
     sources = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))

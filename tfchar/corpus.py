@@ -265,7 +265,8 @@ def _joined(parts: Iterable[_Part], unit: str) -> Iterator[tuple[str | None, np.
 
 
 def _encode(parts: list[_Part], unit: str, cache: Path, source: str) -> None:
-    """Two streaming passes: collect the vocabulary and sizes, then write ids into a memory-mapped file."""
+    """Two streaming passes: collect the vocabulary and sizes, then write the ids (an .npy file, memory-mapped
+    when read)."""
     present: set[int] = set()
     sizes: dict = {}
     for split, units in _joined(parts, unit):
@@ -282,16 +283,18 @@ def _encode(parts: list[_Part], unit: str, cache: Path, source: str) -> None:
     tmp = cache.parent / f".tmp-{cache.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=dtype, shape=(total,))
     pos, bounds = 0, {}
-    for split, units in _joined(parts, unit):
-        start = pos
-        ids[pos:pos + len(units)] = lut[units]
-        pos += len(units)
-        lo, hi = bounds.get(split, (start, pos))
-        bounds[split] = (min(lo, start), pos)
-    ids.flush()
-    del ids
+    # Plain writes, not a writable memmap: its dirty pages would count as this process's memory (the
+    # whole corpus, at the end of the pass); training maps the file read-only.
+    with open(tmp / "ids.npy", "wb") as ids:
+        np.lib.format.write_array_header_1_0(ids, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                   "fortran_order": False, "shape": (total,)})
+        for split, units in _joined(parts, unit):
+            start = pos
+            ids.write(lut[units].tobytes())
+            pos += len(units)
+            lo, hi = bounds.get(split, (start, pos))
+            bounds[split] = (min(lo, start), pos)
     splits = None
     if None not in bounds:  # TFDS: the dataset's own splits; carve missing ones from the end of train
         splits = _complete_splits(bounds)
