@@ -9,7 +9,7 @@ the model's training FLOPs per character), the GRU/LSTM cost per parameter, and 
 
     python benchmarks/train_throughput.py            # full table (~10 minutes on 2 cores)
     python benchmarks/train_throughput.py --quick    # fewer steps and rounds (~3 minutes)
-    python benchmarks/train_throughput.py --configs lstm:128 gru:512 --impl fused --xla off
+    python benchmarks/train_throughput.py --configs lstm:128 gru:512 --impl fused --native off --xla off
 """
 
 from __future__ import annotations
@@ -137,22 +137,27 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=0, help="train steps per timed round at H=512")
     p.add_argument("--rounds", type=int, default=0, help="timed rounds per configuration (best is kept)")
     p.add_argument("--threads", default="", help="INTER,INTRA op threads (default: TensorFlow's)")
+    p.add_argument("--native", choices=["on", "off"], default="on",
+                   help="fused layers: native C++ time loops (default) or TensorFlow loops")
     p.add_argument("--xla", choices=["on", "off"], default="on",
-                   help="fused layers: XLA-compiled time loops (default) or plain TensorFlow loops")
+                   help="with --native off: XLA-compiled TensorFlow loops (default) or plain ones")
     args = p.parse_args(argv)
     if args.threads:
         inter, intra = (int(v) for v in args.threads.split(","))
         tf.config.threading.set_inter_op_parallelism_threads(inter)
         tf.config.threading.set_intra_op_parallelism_threads(intra)
     import tfchar.fused
+    import tfchar.native
 
+    tfchar.fused.USE_NATIVE = args.native == "on"
     tfchar.fused.USE_XLA = args.xla == "on"
+    loops = "native" if args.native == "on" and tfchar.native.ops() is not None else f"TF, XLA {args.xla}"
     steps = args.steps or (3 if args.quick else 6)
     rounds = args.rounds or (2 if args.quick else 4)
     impls = ["keras", "fused"] if args.impl == "both" else [args.impl]
 
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, load {load()}, "
-          f"oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default(on)')}, fused loops XLA {args.xla}")
+          f"oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default(on)')}, fused layers' loops: {loops}")
     peak = gemm_peak()
     print(f"GEMM peak (2048^3 float32 tf.matmul): {peak:.0f} GFLOP/s")
     print(f"training throughput, B={B} T={T} V={V} E={E}, Adam, clip 5 (best of {rounds} rounds):")

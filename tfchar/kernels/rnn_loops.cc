@@ -1,13 +1,15 @@
 // The time loops of tfchar's fused CPU layers (tfchar/fused.py) as TensorFlow CPU kernels.
 //
-// Each op is one whole-sequence recurrence, forward or backward, of the functions in fused.py: the same
-// inputs, outputs and saved backward factors, so fused.py's `tf.custom_gradient` wrappers call either these
-// or its XLA loops. What makes them fast on a CPU (torch-rnn's reasoning, for TensorFlow):
+// Each op is one whole-sequence recurrence, forward or backward, of the TensorFlow loops in fused.py
+// (`_lstm_forward`, `_lstm_backward`, ...): the same saved backward factors, batch-major, plus the bias
+// gradients (backward) and the states each step started from (forward). fused.py's `tf.custom_gradient`
+// wrappers call these, or its own loops when no compiler is available. What makes them fast on a CPU
+// (torch-rnn's reasoning, for TensorFlow):
 //
-//   * a step costs one small GEMM (Eigen, on the caller's core) plus one pass of element-wise work written
-//     as vectorised Eigen array expressions, with no per-op dispatch between them;
-//   * the batch rows are independent for the whole sequence, so they are split across threads once per
-//     call (rows [r0, r1) per thread) and no thread ever waits for another inside the loop.
+//   * a step costs one small GEMM against a recurrent kernel packed once per call (PackedProduct) plus
+//     one pass of vectorised element-wise work on whole [rows, H] blocks, with no per-op dispatch;
+//   * the batch rows are independent for the whole sequence, so they are split across the intra-op
+//     threads once per call (rows [r0, r1) per thread) and no thread waits for another inside the loop.
 //
 // Shapes: B batch, T time, H hidden units, G gate width (4H LSTM, 3H GRU, H RNN); tensors are row-major
 // and batch-major ([B, T, ...]) as Keras lays sequences out. Built on first use by tfchar/native.py.
