@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -165,3 +168,22 @@ def test_native_loops_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("TFCHAR_NATIVE", "0")
     monkeypatch.setattr(native, "_state", {})
     assert native.ops() is None and not native.enabled()
+
+
+@pytest.mark.slow
+def test_corrupt_cached_library_is_rebuilt(monkeypatch, tmp_path):
+    if native.compiler() is None:
+        pytest.skip("no C++ compiler here")
+    monkeypatch.setenv("TFCHAR_CACHE", str(tmp_path))
+    path = native.build()
+    path.write_bytes(b"not a shared library")
+    # A fresh process (this one has the ops registered already): it rebuilds (~30 s) rather than falling
+    # back to the slow loops, and the rebuilt ops compute an RNN step.
+    code = ("import numpy as np, tensorflow as tf; from tfchar import native; lib = native.ops(); "
+            "x = tf.constant(np.linspace(-2, 2, 12, dtype='float32').reshape(1, 3, 4)); "
+            "hs, _ = lib.tfchar_rnn_forward(x, tf.zeros([1, 4]), tf.eye(4)); "
+            "print(float(np.abs(hs[0, 0] - np.tanh(x[0, 0])).max()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-6
+    assert path.stat().st_size > 10_000 and "unavailable" not in out.stderr

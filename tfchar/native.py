@@ -93,6 +93,14 @@ def build(force: bool = False) -> Path:
     return target
 
 
+def _load():
+    """Load the cached library; one that does not load (truncated, corrupted) is rebuilt once."""
+    try:
+        return tf.load_op_library(str(build()))
+    except tf.errors.OpError:
+        return tf.load_op_library(str(build(force=True)))
+
+
 def ops():
     """The loaded op module (`tfchar_lstm_forward`, ...), or None when the native loops are unavailable."""
     if not enabled():
@@ -100,7 +108,7 @@ def ops():
     with _lock:
         if "ops" not in _state:
             try:
-                _state["ops"] = tf.load_op_library(str(build()))
+                _state["ops"] = _load()
             except (RuntimeError, OSError, subprocess.SubprocessError, tf.errors.OpError) as e:
                 _state["ops"] = None
                 log.warning("tfchar: native RNN loops unavailable (%s); using the slower XLA loops. "
@@ -114,7 +122,7 @@ def main() -> int:
         return 1
     try:
         path = build(force="--force" in sys.argv[1:])
-        tf.load_op_library(str(path))
+        _load()
     except (RuntimeError, OSError, subprocess.SubprocessError, tf.errors.OpError) as e:
         print(f"error: native RNN loops unavailable: {e}", file=sys.stderr)
         return 1
