@@ -3,7 +3,8 @@
 Like torch's `cpp_extension.load`, the kernels are built with the local C++ compiler against the installed
 TensorFlow's headers (`tf.sysconfig`), for this CPU (`-march=native`), the first time a fused layer needs
 them. The library is cached under `$TFCHAR_CACHE/native/<key>/` (default `~/.cache/tfchar`), keyed on the
-source, the TensorFlow version, the compiler and its flags, so a TensorFlow upgrade rebuilds it.
+source, the TensorFlow version, the compiler and its flags and the CPU's features, so a TensorFlow upgrade
+or another CPU rebuilds it.
 
 Without a compiler, or with `TFCHAR_NATIVE=0`, `ops()` returns None and the fused layers run their XLA
 loops instead: the same function, slower (one warning says so). `python -m tfchar.native` builds the
@@ -63,6 +64,18 @@ def _accepts(cxx: str, flag: str) -> bool:
     return out.returncode == 0
 
 
+def _cpu() -> str:
+    """This CPU's identity for the cache key: `-march=native` code may not run on another CPU (a shared home
+    directory, a container image built elsewhere)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        return next((line for line in info.splitlines() if line.startswith(("flags", "Features"))), info[:4096])
+    except OSError:
+        import platform
+
+        return f"{platform.machine()} {platform.processor()}"
+
+
 def build(force: bool = False) -> Path:
     """Compile the kernels (unless cached) and return the shared library's path.
 
@@ -74,7 +87,7 @@ def build(force: bool = False) -> Path:
         raise RuntimeError("no C++ compiler found (install g++, or set CXX)")
     flags = OPT_FLAGS + [f for f in OPTIONAL_FLAGS if _accepts(cxx, f)]
     tf_flags = tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), tf.__version__, _version(cxx), *flags, *tf_flags])
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), tf.__version__, _version(cxx), _cpu(), *flags, *tf_flags])
                          .encode()).hexdigest()[:16]
     target = cache_root() / key / "rnn_loops.so"
     if target.exists() and not force:
