@@ -104,6 +104,14 @@ def _batch_major(loop):
     return lambda *args: tuple(swap(t) for t in tf.nest.flatten(loop(*[swap(a) for a in args])))
 
 
+def _tf_loops(x, graph, xla):
+    """The TensorFlow loops, `xla` = (forward, backward) when `_use_xla(x)` else `graph`, batch-major; the
+    forward's outputs end with hprev = None (the caller shifts hs instead)."""
+    fwd, bwd = xla if _use_xla(x) else graph
+    fwd = _batch_major(fwd)
+    return (lambda *args: (*fwd(*args), None)), _batch_major(bwd)
+
+
 def _compile(fn):
     """`fn` as a TensorFlow graph function (any shapes) and as an XLA-compiled one: (graph_fn, xla_fn)."""
     return (tf.function(fn, autograph=False, reduce_retracing=True),
@@ -188,9 +196,7 @@ def _lstm_loops(x):
     also returns the states before each step, hprev [B, T, H] (the native loops keep them; None: shift hs)."""
     ops = _native_ops()
     if ops is None:
-        fwd, bwd = (_LSTM_FWD_XLA, _LSTM_BWD_XLA) if _use_xla(x) else (_LSTM_FWD, _LSTM_BWD)
-        fwd = _batch_major(fwd)
-        return (lambda xw, h0, *args: (*fwd(xw, h0, *args), None)), _batch_major(bwd)
+        return _tf_loops(x, (_LSTM_FWD, _LSTM_BWD), (_LSTM_FWD_XLA, _LSTM_BWD_XLA))
     return (lambda xw, h0, c0, u, save, H: ops.tfchar_lstm_forward(xw, h0, c0, u, save=save),
             lambda dhs, dc_last, ps, u, H: ops.tfchar_lstm_backward(dhs, dc_last, ps, u))
 
@@ -300,9 +306,7 @@ def _gru_loops(x):
     also returns hprev [B, T, H] or None (see `_lstm_loops`)."""
     ops = _native_ops()
     if ops is None:
-        fwd, bwd = (_GRU_FWD_XLA, _GRU_BWD_XLA) if _use_xla(x) else (_GRU_FWD, _GRU_BWD)
-        fwd = _batch_major(fwd)
-        return (lambda xw, h0, *args: (*fwd(xw, h0, *args), None)), _batch_major(bwd)
+        return _tf_loops(x, (_GRU_FWD, _GRU_BWD), (_GRU_FWD_XLA, _GRU_BWD_XLA))
     return (lambda xw, h0, u, b_rec, save, H: ops.tfchar_gru_forward(xw, h0, u, b_rec, save=save),
             lambda dhs, ps, u, H: ops.tfchar_gru_backward(dhs, ps, u))
 
@@ -385,8 +389,7 @@ def _rnn_loops(x):
     also returns hprev [B, T, H] or None (see `_lstm_loops`)."""
     ops = _native_ops()
     if ops is None:
-        fwd, bwd = (_RNN_FWD_XLA, _RNN_BWD_XLA) if _use_xla(x) else (_RNN_FWD, _RNN_BWD)
-        return (lambda *a: (_batch_major(fwd)(*a)[0], None)), _batch_major(bwd)
+        return _tf_loops(x, (_RNN_FWD, _RNN_BWD), (_RNN_FWD_XLA, _RNN_BWD_XLA))
     return ops.tfchar_rnn_forward, ops.tfchar_rnn_backward
 
 
