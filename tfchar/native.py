@@ -131,7 +131,7 @@ def ops():
 
 def main() -> int:
     if not enabled():
-        print("native loops are disabled (TFCHAR_NATIVE=0)")
+        print("error: native RNN loops are disabled by TFCHAR_NATIVE=0: unset it to build them", file=sys.stderr)
         return 1
     try:
         path = build(force="--force" in sys.argv[1:])
