@@ -61,9 +61,9 @@ def main() -> None:
         t = time.time()
         size = build_corpus(corpus_path, args.mb)
         print(f"built corpus: {size / 1e6:.1f} MB of stdlib sources in {time.time() - t:.1f}s")
-    from tfchar.config import load_config
-    from tfchar.corpus import load_corpus
-    from tfchar.trainer import fit
+    from tfchar.core.config import load_config
+    from tfchar.data.corpus import load_corpus
+    from tfchar.training.trainer import fit
 
     rss_before = peak_rss_mb()  # TensorFlow itself, before any corpus work
 

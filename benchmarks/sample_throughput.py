@@ -27,10 +27,10 @@ def make_run(root: Path, rnn_size: int, num_layers: int, train_steps: int) -> Pa
     """A run dir holding a freshly built (optionally briefly trained) LSTM."""
     import keras
 
-    from tfchar import config
-    from tfchar.checkpoint import point, save_checkpoint
-    from tfchar.models import build_model
-    from tfchar.vocab import Vocab
+    from tfchar.core import config
+    from tfchar.nn.checkpoint import point, save_checkpoint
+    from tfchar.nn.models import build_model
+    from tfchar.core.vocab import Vocab
 
     vocab = Vocab(list(ALPHABET))
     model = build_model(len(vocab), "lstm", rnn_size, num_layers, seed=0)
@@ -79,9 +79,8 @@ def main() -> None:
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from tfchar import exporter, sampler
-    from tfchar.checkpoint import load_inference_model
-    from tfchar.generator import CharGenerator
+    from tfchar.exporting import exporter
+    from tfchar.runtimes.keras import open_run
 
     root = Path(tempfile.mkdtemp(prefix="tfchar-bench-"))
     run = make_run(root, a.rnn_size, a.num_layers, a.train_steps)
@@ -97,15 +96,15 @@ def main() -> None:
 
     loaded = tf.saved_model.load(str(out / "saved_model"))
     saved = loaded.signatures["generate"]
-    model, _, vocab = load_inference_model(run, batch_size=1, stateful=False)
-    gen = CharGenerator.from_keras(model, vocab)
+    runtime = open_run(run)
+    vocab = runtime.vocab
     ids = vocab.encode("ROMEO:")
     routes = {
         "tflite float32 (generate)": tflite("model.tflite"),
         "tflite int8 (generate)": tflite("model_int8.tflite"),
         "saved_model (generate)": lambda: saved(prime=tf.constant(prime), length=tf.constant(a.length),
                                                 **{k: tf.constant(v) for k, v in knobs.items()}),
-        "python sampler (run dir)": lambda: list(sampler.stream_ids(gen, ids, a.length, **knobs)),
+        "python sampler (run dir)": lambda: runtime.generate(ids, a.length, **knobs),
     }
     print(f"{a.num_layers}x{a.rnn_size} LSTM, {len(vocab)} chars, {a.length} chars per run, best of {a.repeats}")
     print(f"  {'route':28s} {'chars/s':>9s} {'(CPU time)':>12s}")

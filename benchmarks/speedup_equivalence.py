@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
-from tfchar.data import make_dataset  # noqa: E402
-from tfchar.models import build_model, reset_states  # noqa: E402
-from tfchar.train_step import make_eval_step, make_train_step  # noqa: E402
+from tfchar.data.pipeline import make_dataset  # noqa: E402
+from tfchar.nn.models import build_model, reset_states  # noqa: E402
+from tfchar.training.step import make_eval_step, make_train_step  # noqa: E402
 
 DEFAULT_TEXT = "/work/shared/data/tinyshakespeare/input.txt"
 

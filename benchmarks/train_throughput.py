@@ -1,6 +1,6 @@
 """Training throughput: characters per second of the compiled train step, Keras vs fused recurrent layers.
 
-Batch 64, seq 100, vocab 65, Adam, global-norm clip 5, as the trainer runs it (`tfchar.models.build_model`
+Batch 64, seq 100, vocab 65, Adam, global-norm clip 5, as the trainer runs it (`tfchar.nn.models.build_model`
 + `tfchar.train_step.make_train_step`), after warm-up. Each configuration is timed in several interleaved
 rounds and the best round is reported, because other processes may share the CPU (the load average is
 printed, and so is the throughput per CPU-second of this process, which load disturbs much less: on an
@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
-from tfchar.models import build_model, param_count  # noqa: E402
-from tfchar.train_step import make_train_step  # noqa: E402
+from tfchar.nn.models import build_model, param_count  # noqa: E402
+from tfchar.training.step import make_train_step  # noqa: E402
 
 B, T, V, E = 64, 100, 65, 64
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -107,9 +107,9 @@ def bench_models(configs, impls, steps: int, rounds: int, peak: float) -> dict:
 
 def bench_pipeline(n_chars: int, batches: int) -> None:
     try:
-        from tfchar.data import make_dataset
+        from tfchar.data.pipeline import make_dataset
     except ImportError as e:
-        print(f"input pipeline: skipped (tfchar.data.make_dataset not available: {e})")
+        print(f"input pipeline: skipped (tfchar.data.pipeline.make_dataset not available: {e})")
         return
     ids = np.random.default_rng(1).integers(0, V, n_chars).astype(np.int32)
     for scheme in ("stateful", "windows"):
@@ -146,12 +146,11 @@ def main(argv=None) -> None:
         inter, intra = (int(v) for v in args.threads.split(","))
         tf.config.threading.set_inter_op_parallelism_threads(inter)
         tf.config.threading.set_intra_op_parallelism_threads(intra)
-    import tfchar.fused
-    import tfchar.native
+    from tfchar.nn import fused, native
 
-    tfchar.fused.USE_NATIVE = args.native == "on"
-    tfchar.fused.USE_XLA = args.xla == "on"
-    loops = "native" if args.native == "on" and tfchar.native.ops() is not None else f"TF, XLA {args.xla}"
+    fused.USE_NATIVE = args.native == "on"
+    fused.USE_XLA = args.xla == "on"
+    loops = "native" if args.native == "on" and native.ops() is not None else f"TF, XLA {args.xla}"
     steps = args.steps or (3 if args.quick else 6)
     rounds = args.rounds or (2 if args.quick else 4)
     impls = ["keras", "fused"] if args.impl == "both" else [args.impl]

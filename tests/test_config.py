@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from tfchar import config as C
-from tfchar.errors import ConfigError
+from tfchar.core import config as C
+from tfchar.core.errors import ConfigError
 
 
 def test_defaults_follow_char_rnn():

@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 
-from tfchar import corpus as corpus_lib
-from tfchar.config import DataConfig
-from tfchar.corpus import load_corpus
-from tfchar.errors import DataError
+from tfchar.data import corpus as corpus_lib
+from tfchar.core.config import DataConfig
+from tfchar.data.corpus import load_corpus
+from tfchar.core.errors import DataError
 
 
 def load(source, tmp_path, **kw):

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from tfchar.config import DataConfig
-from tfchar.corpus import load_corpus
-from tfchar.data import check_fits, loss_weights, make_dataset, num_batches, stream_view
-from tfchar.errors import DataError
+from tfchar.core.config import DataConfig
+from tfchar.data.corpus import load_corpus
+from tfchar.data.pipeline import check_fits, loss_weights, make_dataset, num_batches
+from tfchar.ops.streams import stream_view
+from tfchar.core.errors import DataError
 
 
 @pytest.fixture(scope="module")

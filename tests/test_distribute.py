@@ -18,7 +18,8 @@ MIRRORED_RUN = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from pathlib import Path
-    from tfchar.trainer import fit, resolve_config
+    from tfchar.training.run_dir import resolve_config
+    from tfchar.training.trainer import fit
     cfg, run_dir = resolve_config(None, sys.argv[1:])
     fit(cfg, run_dir, log=lambda s: None)
 """)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import tiny_overrides
-from tfchar import checkpoint as ckpt_lib
-from tfchar.corpus import load_corpus
-from tfchar.errors import ConfigError
+from tfchar.nn import checkpoint as ckpt_lib
+from tfchar.data.corpus import load_corpus
+from tfchar.core.errors import ConfigError
 from tfchar.evaluate import main
-from tfchar.evaluator import evaluate, report
-from tfchar.trainer import fit, resolve_config
+from tfchar.evaluation.evaluate import evaluate, report
+from tfchar.training.run_dir import resolve_config
+from tfchar.training.trainer import fit
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_unknown_characters_are_counted_not_hidden(run, tmp_path):
 
 
 def test_exported_routes_agree_with_the_run_dir(run, tmp_path):
-    from tfchar.exporter import export_run
+    from tfchar.exporting.exporter import export_run
 
     out = tmp_path / "export"
     export_run(run, out, int8=False, log=lambda s: None)

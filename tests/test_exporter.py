@@ -15,13 +15,17 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from tfchar import config, exporter, sampler
-from tfchar.checkpoint import point, save_checkpoint
-from tfchar.data import stream_view
-from tfchar.errors import CheckpointError
-from tfchar.generator import CharGenerator
-from tfchar.models import build_model
-from tfchar.vocab import Vocab
+from tfchar.core import config
+from tfchar.exporting import exporter
+from tfchar.runtimes.saved_model import SavedModelRuntime
+from tfchar.runtimes.tflite import TFLiteRuntime
+from tfchar.sampling.sample import sample
+from tfchar.nn.checkpoint import point, save_checkpoint
+from tfchar.ops.streams import stream_view
+from tfchar.core.errors import CheckpointError
+from tfchar.nn.generator import CharGenerator
+from tfchar.nn.models import build_model
+from tfchar.core.vocab import Vocab
 
 _MEMO: dict = {}  # trained runs and exports, shared by every test module that imports the fixtures
 
@@ -105,7 +109,7 @@ def test_exported_step_matches_keras_on_real_text(tmp_path_factory, shakespeare_
     want = keras_logits(r.model, ids)
     assert want.std() > 1.0  # trained: far from uniform
     s = r.metrics["state_size"]
-    for step in (exporter.saved_model_step(r.out / "saved_model"), exporter.tflite_step(r.out / "model.tflite")):
+    for step in (SavedModelRuntime(r.out / "saved_model").step, TFLiteRuntime(r.out / "model.tflite").step):
         np.testing.assert_allclose(run_steps(step, ids, s), want, atol=1e-5, rtol=0)
     assert max(r.metrics["parity"]["saved_model"], r.metrics["parity"]["tflite"]) <= 1e-5
 
@@ -113,7 +117,7 @@ def test_exported_step_matches_keras_on_real_text(tmp_path_factory, shakespeare_
 def test_step_runs_parallel_streams(lstm_export):
     r = lstm_export
     ids = r.splits["test"][:60].reshape(3, 20)  # 3 streams at once must equal 3 separate runs
-    step = exporter.tflite_step(r.out / "model.tflite")
+    step = TFLiteRuntime(r.out / "model.tflite").step
     state, got = np.zeros([3, r.metrics["state_size"]], np.float32), []
     for t in range(20):
         logits, state = step(ids[:, t], state)
@@ -141,7 +145,7 @@ def test_generate_agrees_across_routes(lstm_export, knobs):
         lite = tflite_generate(r.out / "model.tflite", prime, 300, seed=seed, **k)
         sm = saved(prime=tf.constant(prime), length=tf.constant(300), temperature=tf.constant(k["temperature"]),
                    top_k=tf.constant(k["top_k"]), top_p=tf.constant(k["top_p"]), seed=tf.constant(seed))
-        py = np.concatenate(list(sampler.stream_ids(gen, r.vocab.encode("ROMEO:"), 300, seed=seed, **k)), axis=1)
+        py = np.concatenate(list(gen.stream(r.vocab.encode("ROMEO:"), 300, seed=seed, **k)), axis=1)
         np.testing.assert_array_equal(lite, sm["codepoints"].numpy())
         np.testing.assert_array_equal(lite, r.vocab.codepoints[py[0]])
         assert len(lite) == 300 and set(lite) <= set(r.vocab.codepoints)
@@ -240,7 +244,7 @@ def test_byte_model_exports_byte_values(tmp_path_factory, shakespeare_text):
     prime = list("CAFÉ".encode())
     out = tflite_generate(r.out / "model.tflite", prime, 100, seed=1)
     assert out.max() < 256
-    texts = sampler.sample(r.out / "model.tflite", prime="CAFÉ", length=100, seed=1, out=False)
+    texts = sample(r.out / "model.tflite", prime="CAFÉ", length=100, seed=1, out=False)
     assert texts == [bytes(prime + out.tolist()).decode("utf-8", "replace")]
 
 

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tfchar import fused, native
-from tfchar.models import build_model, get_states, reset_states, rnn_layers
+from tfchar.nn import fused, native
+from tfchar.nn.models import build_model, get_states, reset_states, rnn_layers
 
 # B = 19 rows: the native loops split them 9 + 10 across two threads (at least 8 rows per thread).
 B, T, E, H = 19, 7, 5, 6
@@ -131,7 +131,7 @@ def test_unsupported_configuration_falls_back_to_keras():
 
 
 def test_build_model_selects_the_implementation():
-    from tfchar.models import rnn_layer_class
+    from tfchar.nn.models import rnn_layer_class
 
     gpu = bool(tf.config.list_logical_devices("GPU"))
     assert rnn_layer_class("gru", "auto") is (keras.layers.GRU if gpu else fused.FusedGRU)
@@ -179,7 +179,7 @@ def test_corrupt_cached_library_is_rebuilt(monkeypatch, tmp_path):
     path.write_bytes(b"not a shared library")
     # A fresh process (this one has the ops registered already): it rebuilds (~30 s) rather than falling
     # back to the slow loops, and the rebuilt ops compute an RNN step.
-    code = ("import numpy as np, tensorflow as tf; from tfchar import native; lib = native.ops(); "
+    code = ("import numpy as np, tensorflow as tf; from tfchar.nn import native; lib = native.ops(); "
             "x = tf.constant(np.linspace(-2, 2, 12, dtype='float32').reshape(1, 3, 4)); "
             "hs, _ = lib.tfchar_rnn_forward(x, tf.zeros([1, 4]), tf.eye(4)); "
             "print(float(np.abs(hs[0, 0] - np.tanh(x[0, 0])).max()))")

@@ -14,7 +14,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tfchar import sampler
+from tfchar.sampling.sample import sample
 from test_exporter import lstm_export  # noqa: F401  (session fixture: a trained run and its export)
 
 
@@ -45,8 +45,8 @@ def test_every_route_prints_the_same_text(lstm_export):
     assert texts[0].startswith("ROMEO:") and len(texts[0]) == len("ROMEO:") + 300 + 1
     assert texts[0] == texts[1] == texts[2]
     # The SavedModel-dir route, in this process:
-    assert sampler.sample(r.out / "saved_model", prime="ROMEO:", length=300, temperature=0.8, seed=7,
-                          out=False) == [texts[0][:-1]]
+    assert sample(r.out / "saved_model", prime="ROMEO:", length=300, temperature=0.8, seed=7,
+                  out=False) == [texts[0][:-1]]
 
 
 def test_greedy_batches_are_identical_across_routes(lstm_export, capsys):
@@ -74,7 +74,7 @@ def test_run_dir_route_streams(lstm_export):
             self.flushes += 1
 
     rec = Recorder()
-    texts = sampler.sample(lstm_export.run, prime="ROMEO:", length=300, seed=7, temperature=0.8, out=rec)
+    texts = sample(lstm_export.run, prime="ROMEO:", length=300, seed=7, temperature=0.8, out=rec)
     assert rec.writes[0] == "ROMEO:" and len(rec.writes) >= 1 + 300 // 64 and rec.flushes >= len(rec.writes)
     assert "".join(rec.writes) == texts[0] + "\n"
 

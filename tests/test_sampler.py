@@ -1,4 +1,4 @@
-"""The sampling step (TF ops) against naive numpy references, and the Python sampling route."""
+"""The sampling ops (PRNG and draw) against naive numpy references, and in-process sampling with the generator."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfchar import sampler
-from tfchar.generator import CharGenerator
-from tfchar.models import build_model
-from tfchar.vocab import Vocab
+from tfchar.ops import draw
+from tfchar.ops import rng as prng
+from tfchar.nn.generator import CharGenerator
+from tfchar.nn.models import build_model
+from tfchar.core.vocab import Vocab
+from tfchar.runtimes.keras import KerasRuntime
 
 M = 2**31 - 1
 
@@ -19,13 +21,13 @@ M = 2**31 - 1
 def test_next_rng_is_park_miller():
     rng = np.random.default_rng(0)
     x = np.concatenate([[1, 2, M - 2, M - 1, 127773, 127774], rng.integers(1, M, 1000)]).astype(np.int32)
-    got = sampler.next_rng(tf.constant(x)).numpy()
+    got = prng.next_rng(tf.constant(x)).numpy()
     np.testing.assert_array_equal(got, (x.astype(np.int64) * 16807) % M)
 
 
 def test_park_miller_check_value():
     # Park & Miller (1988): from x = 1, the 10,000th state is 1043618065.
-    steps = tf.function(lambda x: tf.while_loop(lambda i, x: i < 10_000, lambda i, x: (i + 1, sampler.next_rng(x)),
+    steps = tf.function(lambda x: tf.while_loop(lambda i, x: i < 10_000, lambda i, x: (i + 1, prng.next_rng(x)),
                                                 (0, x))[1])
     assert int(steps(tf.constant([1]))[0]) == 1043618065
 
@@ -33,11 +35,11 @@ def test_park_miller_check_value():
 def test_seed_rng_and_uniform_match_integer_reference():
     seeds = np.array([0, 1, 2, -1, 123, 10**9, -(2**31)], np.int32)
     x = (seeds.astype(np.int64) % (M - 1)) + 1
-    for _ in range(sampler.WARMUP):
+    for _ in range(prng.WARMUP):
         x = (x * 16807) % M
-    got = sampler.seed_rng(tf.constant(seeds)).numpy()
+    got = prng.seed_rng(tf.constant(seeds)).numpy()
     np.testing.assert_array_equal(got, x)
-    u = sampler.uniform(tf.constant(got)).numpy()
+    u = prng.uniform(tf.constant(got)).numpy()
     np.testing.assert_array_equal(u, (x >> 7) / 2.0**24)
     assert u.dtype == np.float32 and (u >= 0).all() and (u < 1).all()
     assert len(set(u.tolist())) == len(seeds)  # consecutive seeds do not start alike
@@ -85,7 +87,7 @@ def test_sample_ids_matches_reference(temperature, top_k, top_p):
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 3, [400, 65]).astype(np.float32)
     u = rng.random(400).astype(np.float32)
-    got = sampler.sample_ids(logits, u, temperature, top_k, top_p).numpy()
+    got = draw.sample_ids(logits, u, temperature, top_k, top_p).numpy()
     checked = 0
     for row, ui, g in zip(logits, u, got):
         want, margin = reference_pick(row.astype(np.float64), float(ui), temperature, top_k, top_p)
@@ -101,7 +103,7 @@ def test_draw_frequencies_follow_the_distribution(temperature, top_k, top_p):
     n = 8192
     logits = np.random.default_rng(2).normal(0, 2, [1, 30]).astype(np.float32)
     u = (np.arange(n, dtype=np.float32) + 0.5) / n
-    got = sampler.sample_ids(np.repeat(logits, n, axis=0), u, temperature, top_k, top_p).numpy()
+    got = draw.sample_ids(np.repeat(logits, n, axis=0), u, temperature, top_k, top_p).numpy()
     freq = np.bincount(got, minlength=30) / n
     np.testing.assert_allclose(freq, reference_probs(logits[0].astype(np.float64), temperature, top_k, top_p),
                                atol=2.0 / n)
@@ -110,24 +112,24 @@ def test_draw_frequencies_follow_the_distribution(temperature, top_k, top_p):
 def test_greedy_is_argmax_whatever_u():
     logits = np.random.default_rng(3).normal(0, 1, [50, 20]).astype(np.float32)
     for temperature in (0.0, -1.0):
-        got = sampler.sample_ids(logits, np.linspace(0, 0.999, 50, dtype=np.float32), temperature, 0, 1.0)
+        got = draw.sample_ids(logits, np.linspace(0, 0.999, 50, dtype=np.float32), temperature, 0, 1.0)
         np.testing.assert_array_equal(got.numpy(), logits.argmax(axis=1))
-    ties = sampler.sample_ids(np.array([[1.0, 3.0, 3.0, 0.0]], np.float32), [0.9], 0.0, 0, 1.0)
+    ties = draw.sample_ids(np.array([[1.0, 3.0, 3.0, 0.0]], np.float32), [0.9], 0.0, 0, 1.0)
     assert int(ties[0]) == 1  # ties go to the lower id
 
 
 def test_top_k_one_and_tiny_top_p_are_argmax():
     logits = np.random.default_rng(4).normal(0, 1, [50, 20]).astype(np.float32)
     u = np.linspace(0, 0.999, 50, dtype=np.float32)
-    np.testing.assert_array_equal(sampler.sample_ids(logits, u, 1.0, 1, 1.0).numpy(), logits.argmax(axis=1))
-    np.testing.assert_array_equal(sampler.sample_ids(logits, u, 1.0, 0, 1e-6).numpy(), logits.argmax(axis=1))
+    np.testing.assert_array_equal(draw.sample_ids(logits, u, 1.0, 1, 1.0).numpy(), logits.argmax(axis=1))
+    np.testing.assert_array_equal(draw.sample_ids(logits, u, 1.0, 0, 1e-6).numpy(), logits.argmax(axis=1))
 
 
 def test_top_p_one_keeps_every_token():
     # Token 2 has probability ~2e-5; u just below 1 must still reach it when top_p is off.
     logits = np.array([[0.0, 0.0, -10.0]], np.float32)
-    assert int(sampler.sample_ids(logits, [1.0 - 2**-24], 1.0, 0, 1.0)[0]) == 2
-    assert int(sampler.sample_ids(logits, [1.0 - 2**-24], 1.0, 0, 0.99)[0]) == 1
+    assert int(draw.sample_ids(logits, [1.0 - 2**-24], 1.0, 0, 1.0)[0]) == 2
+    assert int(draw.sample_ids(logits, [1.0 - 2**-24], 1.0, 0, 0.99)[0]) == 1
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -160,7 +162,7 @@ def tiny():
 
 
 def collect(gen, ids, length, **kw):
-    return np.concatenate(list(sampler.stream_ids(gen, ids, length, **kw)), axis=1)
+    return np.concatenate(list(gen.stream(ids, length, **kw)), axis=1)
 
 
 def test_stream_is_seeded_and_matches_generate(tiny):
@@ -171,7 +173,7 @@ def test_stream_is_seeded_and_matches_generate(tiny):
     assert (a != collect(gen, ids, 150, seed=6)).any()
     batch = collect(gen, ids, 150, num_samples=3, seed=5)
     np.testing.assert_array_equal(batch[0], a[0])
-    for i, seed in enumerate(sampler.sample_seeds(5, 3)):
+    for i, seed in enumerate(prng.sample_seeds(5, 3)):
         want = gen.generate(tf.constant(vocab.codepoints[ids]), 150, 1.0, 0, 1.0, int(seed))["codepoints"].numpy()
         np.testing.assert_array_equal(vocab.codepoints[batch[i]], want)
 
@@ -184,16 +186,22 @@ def test_prime_unknown_code_points_are_skipped_and_empty_prime_reads_id_0(tiny):
     np.testing.assert_array_equal(gen_ids([]), vocab.codepoints[collect(gen, [], 60, seed=1)[0]])
 
 
-def test_sample_text_follows_weight_updates(tiny):
+def test_keras_runtime_samples_follow_weight_updates(tiny):
     model, vocab, _ = tiny
-    a = sampler.sample_text(model, vocab, prime="ab", length=80, seed=2)
+    runtime = KerasRuntime(model, vocab, config=None)
+
+    def text():
+        return vocab.decode_codepoints(runtime.generate(vocab.encode("ab"), 80, seed=2)[0])
+
+    a = text()
     assert len(a) == 80 and set(a) <= set("abcdefgh \n")
-    assert a == sampler.sample_text(model, vocab, prime="ab", length=80, seed=2)
+    assert a == text()
     old = model.get_weights()
     try:
         model.set_weights([w * 1.5 for w in old])
-        fresh = CharGenerator.from_keras(model, vocab)  # the cached generator must see the new weights
+        runtime.refresh()  # the runtime's generator must see the new weights
+        fresh = CharGenerator.from_keras(model, vocab)
         want = vocab.decode(collect(fresh, vocab.encode("ab"), 80, seed=2)[0])
-        assert sampler.sample_text(model, vocab, prime="ab", length=80, seed=2) == want
+        assert text() == want != a
     finally:
         model.set_weights(old)

@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 
 from conftest import tiny_overrides
-from tfchar import checkpoint as ckpt_lib
-from tfchar.config import DataConfig
-from tfchar.corpus import load_corpus
-from tfchar.data import SCHEMES, loss_weights, make_dataset
-from tfchar.models import build_model, get_states
-from tfchar.train_step import make_train_step, token_nll, weighted_mean
-from tfchar.trainer import fit, resolve_config
+from tfchar.nn import checkpoint as ckpt_lib
+from tfchar.core.config import DataConfig
+from tfchar.data.corpus import load_corpus
+from tfchar.core.choices import SCHEMES
+from tfchar.data.pipeline import loss_weights, make_dataset
+from tfchar.nn.models import build_model, get_states
+from tfchar.ops.loss import token_nll, weighted_mean
+from tfchar.training.step import make_train_step
+from tfchar.training.run_dir import resolve_config
+from tfchar.training.trainer import fit
 
 B, T = 4, 16
 
@@ -144,22 +147,20 @@ def test_fit_carries_state_only_in_the_stateful_scheme(scheme, small_text_file, 
 
 @pytest.fixture(scope="module")
 def generator(corpus):
-    from tfchar.generator import CharGenerator
+    from tfchar.runtimes.keras import KerasRuntime
 
     model = model_for(corpus)
-    return model, CharGenerator.from_keras(model, corpus.vocab)
+    return model, KerasRuntime(model, corpus.vocab, config=None)
 
 
 def test_windowed_sampling_with_a_long_window_is_progressive_sampling(generator, corpus):
-    from tfchar.evaluator import StepModel
-    from tfchar.sampler import stream_ids
-    from tfchar.windowed import windowed_sample
+    from tfchar.sampling.windowed import windowed_sample
 
-    _, gen = generator
+    _, runtime = generator
     prime = corpus.vocab.encode("ROMEO:")
     knobs = dict(temperature=0.8, top_k=5, top_p=0.95, seed=11, num_samples=2)
-    progressive = np.concatenate(list(stream_ids(gen, prime, 40, **knobs)), axis=1)
-    windowed = windowed_sample(StepModel(gen.step, gen.state_size, gen.vocab_size), prime, 40, window=46, **knobs)
+    progressive = np.concatenate(list(runtime.generator.stream(prime, 40, **knobs)), axis=1)
+    windowed = windowed_sample(runtime, prime, 40, window=46, **knobs)
     assert windowed.shape == (2, 40) and np.array_equal(windowed, progressive)  # same draws, same seeds
 
 
@@ -167,28 +168,26 @@ def test_windowed_sampling_reads_only_the_last_k_characters(generator, corpus):
     """Naive reference: the Keras model on the last K ids from zero state, drawn with the sampler's own ops."""
     import tensorflow as tf
 
-    from tfchar import sampler
-    from tfchar.evaluator import StepModel
-    from tfchar.windowed import windowed_sample
+    from tfchar.ops import draw, rng as prng
+    from tfchar.sampling.windowed import windowed_sample
 
-    model, gen = generator
+    model, runtime = generator
     plain = build_model(len(corpus.vocab), "lstm", 16, 2, embedding_dim=8)
     plain.set_weights(model.get_weights())
     prime, k, n = list(corpus.vocab.encode("First Citizen:\n")), 5, 25
-    rng, context = sampler.seed_rng(tf.constant(sampler.sample_seeds(3, 1))), list(prime)
+    rng, context = prng.seed_rng(tf.constant(prng.sample_seeds(3, 1))), list(prime)
     for _ in range(n):
         logits = plain(np.array([context[-k:]], np.int32))[:, -1]  # [1, V]
-        rng = sampler.next_rng(rng)
-        context.append(int(sampler.sample_ids(logits, sampler.uniform(rng), 1.0, 0, 1.0)[0]))
-    got = windowed_sample(StepModel(gen.step, gen.state_size, gen.vocab_size), prime, n, window=k, seed=3)
+        rng = prng.next_rng(rng)
+        context.append(int(draw.sample_ids(logits, prng.uniform(rng), 1.0, 0, 1.0)[0]))
+    got = windowed_sample(runtime, prime, n, window=k, seed=3)
     assert got[0].tolist() == context[len(prime):]
 
 
 def test_windowed_sampling_rejects_an_empty_window(generator):
-    from tfchar.errors import ConfigError
-    from tfchar.evaluator import StepModel
-    from tfchar.windowed import windowed_sample
+    from tfchar.core.errors import ConfigError
+    from tfchar.sampling.windowed import windowed_sample
 
-    _, gen = generator
+    _, runtime = generator
     with pytest.raises(ConfigError, match="--window 0 must be >= 1"):
-        windowed_sample(StepModel(gen.step, gen.state_size, gen.vocab_size), [1, 2], 5, window=0)
+        windowed_sample(runtime, [1, 2], 5, window=0)

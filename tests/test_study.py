@@ -5,9 +5,12 @@ import math
 
 import pytest
 
-from tfchar.data import SCHEMES
-from tfchar.models import build_model, param_count
-from tfchar.studies import Setup, params_of, run_cells, run_schemes, size_for_params, stdlib_text
+from tfchar.core.choices import SCHEMES
+from tfchar.nn.models import build_model, param_count
+from tfchar.studies.cells import run_cells
+from tfchar.studies.corpora import stdlib_text
+from tfchar.studies.runs import Setup, params_of, size_for_params
+from tfchar.studies.schemes import run_schemes
 from tfchar.study import main
 
 TINY = Setup(chars=8 * 32 * 4, batch_size=8, seq_length=32, rnn_size=16, num_layers=1, embedding_dim=8, evals=2,

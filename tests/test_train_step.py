@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tfchar import train_step as ts
-from tfchar.models import build_model
+from tfchar.ops import loss as loss_ops
+from tfchar.training import step as ts
+from tfchar.nn.models import build_model
 
 
 def test_chunked_logits_nll_equals_token_nll_with_gradients():
@@ -25,8 +26,8 @@ def test_chunked_logits_nll_equals_token_nll_with_gradients():
             loss = tf.reduce_sum(nll * upstream)
         return [nll, *tape.gradient(loss, [h, kernel, bias])]
 
-    want = loss_and_grads(lambda: ts.token_nll(y, tf.matmul(h, kernel) + bias))
-    got = loss_and_grads(lambda: ts.chunked_logits_nll(h, kernel, bias, y, chunks=4))
+    want = loss_and_grads(lambda: loss_ops.token_nll(y, tf.matmul(h, kernel) + bias))
+    got = loss_and_grads(lambda: loss_ops.chunked_logits_nll(h, kernel, bias, y, chunks=4))
     for g, w, name in zip(got, want, ["nll", "d_h", "d_kernel", "d_bias"]):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=name)
 

@@ -13,10 +13,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import tiny_overrides
-from tfchar import checkpoint as ckpt_lib
-from tfchar.errors import CheckpointError, ConfigError, TrainingDiverged
-from tfchar.models import build_model, reset_states
-from tfchar.trainer import fit, resolve_config
+from tfchar.nn import checkpoint as ckpt_lib
+from tfchar.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from tfchar.nn.models import build_model, reset_states
+from tfchar.training.run_dir import resolve_config
+from tfchar.training.trainer import fit
 
 
 def train(source, run_dir, **extra):
@@ -75,9 +76,9 @@ def test_tensorboard_event_files_hold_scalars_text_and_hparams(trained):
 
 
 def test_state_carries_across_batches(small_text_file):
-    from tfchar.config import DataConfig
-    from tfchar.corpus import load_corpus
-    from tfchar.data import make_dataset
+    from tfchar.core.config import DataConfig
+    from tfchar.data.corpus import load_corpus
+    from tfchar.data.pipeline import make_dataset
     ids = load_corpus(DataConfig(source=str(small_text_file))).train
     model = build_model(80, "lstm", 32, 2, batch_size=4, seq_length=16, stateful=True, seed=1)
     (x1, _), (x2, _) = list(make_dataset(ids, 4, 16).take(2))

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tfchar import config as config_lib
+from tfchar.core import config as config_lib
 from tfchar import tune as tune_cli
-from tfchar import tuner
-from tfchar.errors import ConfigError, TrainingInterrupted
+from tfchar.tuning import search, space, trials
+from tfchar.core.errors import ConfigError, TrainingInterrupted
 
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = [REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt",
@@ -63,18 +63,18 @@ def write_space(work: Path, text: str) -> Path:
 def test_shipped_spaces_parse(name):
     import keras_tuner
 
-    params = tuner.load_space(REPO / "tuning" / name, config_lib.Config())
+    params = space.load_space(REPO / "tuning" / name, config_lib.Config())
     names = [p.name for p in params]
     assert "model.rnn_size" in names and "train.learning_rate" in names
     hp = keras_tuner.HyperParameters()
-    cfg = tuner.ConfigHyperModel(config_lib.Config(), params).build(hp)
+    cfg = trials.ConfigHyperModel(config_lib.Config(), params).build(hp)
     assert cfg.model.rnn_size == hp.values["model.rnn_size"]
     if name == "default_space.toml":
         assert {"model.num_layers", "model.dropout"} <= set(names)
 
 
 def test_space_kinds():
-    params = {p.name: p for p in tuner.load_space(REPO / "tuning" / "default_space.toml", config_lib.Config())}
+    params = {p.name: p for p in space.load_space(REPO / "tuning" / "default_space.toml", config_lib.Config())}
     assert params["model.rnn_size"].choices == (128, 256, 384)
     layers = params["model.num_layers"]
     assert layers.kind is int and (layers.min, layers.max) == (1, 3)
@@ -109,14 +109,14 @@ BAD_SPACES = [
 def test_bad_space_is_a_one_line_config_error(tmp_path, text, message):
     path = write_space(tmp_path, text)
     with pytest.raises(ConfigError) as e:
-        tuner.load_space(path, config_lib.Config())
+        space.load_space(path, config_lib.Config())
     assert message in str(e.value)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
 def test_missing_space_file(tmp_path):
     with pytest.raises(ConfigError, match="search space file .*nope.toml does not exist"):
-        tuner.find_space(str(tmp_path / "nope.toml"))
+        space.find_space(str(tmp_path / "nope.toml"))
 
 
 @pytest.mark.parametrize("args,message", [
@@ -151,11 +151,11 @@ def trial_files(project: Path) -> dict:
 
 def test_random_search_writes_summary_best_toml_and_resumes(work, monkeypatch, capsys):
     cleared = []
-    real_clear = tuner.keras.backend.clear_session
-    monkeypatch.setattr(tuner.keras.backend, "clear_session", lambda: (cleared.append(1), real_clear()))
+    real_clear = trials.keras.backend.clear_session
+    monkeypatch.setattr(trials.keras.backend, "clear_session", lambda: (cleared.append(1), real_clear()))
     args = tiny_args(work, "--tune.algorithm=random", "--tune.max_trials=2", "--tune.max_epochs=1",
                      "--train.max_steps=30", "--tune.project=p")
-    result = tuner.run(None, args)
+    result = search.run(None, args)
     project = work / "tuning" / "p"
     assert len(cleared) == 2  # memory released after every trial
     rows = result["rows"]
@@ -192,26 +192,26 @@ def test_random_search_writes_summary_best_toml_and_resumes(work, monkeypatch, c
     assert e.value.code == 2 and "--tune.resume=true" in capsys.readouterr().err
     # ...but resumes: the finished trials are kept, only the missing one runs.
     stamps = {t: (project / f"trial_{t}" / "result.json").stat().st_mtime_ns for t in ("0", "1")}
-    again = tuner.run(None, [a.replace("max_trials=2", "max_trials=3") for a in args] + ["--tune.resume=true"])
+    again = search.run(None, [a.replace("max_trials=2", "max_trials=3") for a in args] + ["--tune.resume=true"])
     assert len(again["rows"]) == 3 and len(trial_files(project)) == 3
     assert {t: (project / f"trial_{t}" / "result.json").stat().st_mtime_ns for t in stamps} == stamps
 
 
 def test_interrupted_search_resumes_the_interrupted_trial(work, monkeypatch, capsys):
-    real_fit = tuner.trainer.fit
+    real_fit = trials.trainer.fit
 
     def fit_then_ctrl_c(cfg, run_dir, log):  # train 10 steps (a checkpoint), then act like Ctrl-C
         real_fit(cfg.replace(train={"max_steps": 10}), run_dir, log)
         raise TrainingInterrupted("stopped at step 10")
 
-    monkeypatch.setattr(tuner.trainer, "fit", fit_then_ctrl_c)
+    monkeypatch.setattr(trials.trainer, "fit", fit_then_ctrl_c)
     args = tiny_args(work, "--tune.algorithm=random", "--tune.max_trials=1", "--tune.max_epochs=1",
                      "--tune.project=int")
     with pytest.raises(SystemExit) as e:
         tune_cli.main(args)
     assert e.value.code == 130 and "--tune.resume=true" in capsys.readouterr().err
-    monkeypatch.setattr(tuner.trainer, "fit", real_fit)
-    result = tuner.run(None, args + ["--tune.resume=true"])
+    monkeypatch.setattr(trials.trainer, "fit", real_fit)
+    result = search.run(None, args + ["--tune.resume=true"])
     assert [r["status"] for r in result["rows"]] == ["COMPLETED"]
     history = (work / "tuning" / "int" / "trial_0" / "history.jsonl").read_text().splitlines()
     steps = [json.loads(line)["step"] for line in history]
@@ -219,7 +219,7 @@ def test_interrupted_search_resumes_the_interrupted_trial(work, monkeypatch, cap
 
 
 def test_executions_per_trial_are_averaged(work):
-    result = tuner.run(None, tiny_args(work, "--tune.algorithm=random", "--tune.max_trials=1",
+    result = search.run(None, tiny_args(work, "--tune.algorithm=random", "--tune.max_trials=1",
                                        "--tune.max_epochs=1", "--tune.executions_per_trial=2",
                                        "--train.max_steps=5", "--tune.project=ex"))
     trial = work / "tuning" / "ex" / "trial_0"
@@ -235,13 +235,13 @@ def test_resume_refuses_another_algorithm(work):
     config_lib.save(config_lib.Config(), project / "config.toml")  # a hyperband search
     (project / "oracle.json").write_text("{}")
     with pytest.raises(ConfigError, match="is a hyperband search: resume it with --tune.algorithm=hyperband"):
-        tuner.run(None, tiny_args(work, "--tune.algorithm=random", "--tune.project=p", "--tune.resume=true"))
+        search.run(None, tiny_args(work, "--tune.algorithm=random", "--tune.project=p", "--tune.resume=true"))
 
 
 def test_diverged_trial_is_failed_and_the_search_goes_on(work):
     # 1e38 overflows float32 within two steps: fit raises TrainingDiverged for that trial only.
     write_space(work, "[train.learning_rate]\nchoices = [1e38, 0.005]\n")
-    result = tuner.run(None, tiny_args(work, "--tune.space=space.toml", "--tune.algorithm=random",
+    result = search.run(None, tiny_args(work, "--tune.space=space.toml", "--tune.algorithm=random",
                                        "--tune.max_trials=2", "--tune.max_epochs=1", "--train.grad_clip=0",
                                        "--train.max_steps=20", "--tune.project=nan"))
     rows = {r["values"]["train.learning_rate"]: r for r in result["rows"]}
@@ -267,9 +267,9 @@ def test_all_trials_diverged_is_an_error(work, capsys):
 @pytest.mark.slow
 def test_hyperband_continues_promoted_trials(work):
     (work / "tiny.txt").write_text(_tiny_text(8_000), encoding="utf-8")  # ~50 steps per epoch
-    result = tuner.run(None, tiny_args(work, "--tune.max_epochs=3", "--tune.project=hb"))
+    result = search.run(None, tiny_args(work, "--tune.max_epochs=3", "--tune.project=hb"))
     project = work / "tuning" / "hb"
-    assert len(result["rows"]) == tuner.hyperband_budget(3)[0] == 6
+    assert len(result["rows"]) == search.hyperband_budget(3)[0] == 6
     assert all(r["status"] == "COMPLETED" for r in result["rows"])
     continued = [t for t in trial_files(project)
                  if json.loads((project / t / "tfchar_trial.json").read_text())["continued_from"]]

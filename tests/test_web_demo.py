@@ -25,7 +25,7 @@ import pytest
 
 from conftest import ROOT
 from tfchar import webdemo
-from tfchar.errors import CheckpointError, TfcharError
+from tfchar.core.errors import CheckpointError, TfcharError
 
 WEB = ROOT / "web"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -111,7 +111,8 @@ def test_js_sampler_draws_what_the_exported_sampler_draws():
     import numpy as np
     import tensorflow as tf
 
-    from tfchar import sampler
+    from tfchar.ops import draw
+    from tfchar.ops import rng as prng
 
     if shutil.which("node") is None:
         _browser_or_skip()
@@ -124,12 +125,12 @@ def test_js_sampler_draws_what_the_exported_sampler_draws():
         u = float(rng.integers(0, 1 << 24)) / (1 << 24)  # what sampler.uniform can return
         cases.append([logits.tolist(), u, float(rng.choice([0, 0.5, 0.8, 1.3])), int(rng.choice([0, 1, 5, 20, 60])),
                       float(np.float32(rng.choice([1.0, 0.95, 0.5, 0.1])))])
-    expect = [int(sampler.sample_ids([c[0]], [c[1]], *c[2:]).numpy()[0]) for c in cases]
+    expect = [int(draw.sample_ids([c[0]], [c[1]], *c[2:]).numpy()[0]) for c in cases]
     seeds = [0, 1, 7, 123, -1, -(2**31), 2**31 - 1]
     streams = []
     for seed in seeds:
-        x = sampler.seed_rng(tf.constant([seed]))
-        streams.append([float(sampler.uniform(x := sampler.next_rng(x)).numpy()[0]) for _ in range(5)])
+        x = prng.seed_rng(tf.constant([seed]))
+        streams.append([float(prng.uniform(x := prng.next_rng(x)).numpy()[0]) for _ in range(5)])
     r = subprocess.run(["node", "--input-type=module", "-e", JS_DRAW % (WEB / "sampler.js").as_uri()],
                        input=json.dumps({"cases": cases, "seeds": seeds}), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -241,10 +242,10 @@ def pick_steps(name, path):
 
 def printed(model, **kwargs) -> str:
     """What `python -m tfchar.sample MODEL ...` prints, less its final newline (same function, in process)."""
-    from tfchar import sampler
+    from tfchar.sampling.sample import sample
 
     buf = io.StringIO()
-    sampler.sample(str(model), length=LENGTH, out=buf, **{"seed": SEED, **kwargs})
+    sample(str(model), length=LENGTH, out=buf, **{"seed": SEED, **kwargs})
     return buf.getvalue()[:-1]
 
 

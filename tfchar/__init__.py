@@ -1,35 +1,32 @@
 """tfchar: character-level RNN language models on TensorFlow/Keras (char-rnn reborn).
 
-Importing the package does not import TensorFlow: `python -m tfchar.demo` and errors in flags stay fast.
-Entry points call `import_tensorflow_quietly()` first (see `errors.cli_guard`).
+Importing the package does not import TensorFlow (the command lines start fast); the public names below
+load their modules on first use.
 """
 
-import os as _os
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
+# public name -> module that defines it (loaded on first access)
+_LAZY = {
+    "TfcharError": "tfchar.core.errors", "ConfigError": "tfchar.core.errors", "DataError": "tfchar.core.errors",
+    "CheckpointError": "tfchar.core.errors", "TrainingInterrupted": "tfchar.core.errors",
+    "TrainingDiverged": "tfchar.core.errors",
+}
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (CUDA probing, CPU notes) kept off stderr.
+__all__ = ["__version__", *_LAZY]
 
-    That chatter is written before absl logging is set up, so TF_CPP_MIN_LOG_LEVEL alone does not hide it.
-    TFCHAR_VERBOSE=1 shows it; Python exceptions raised by the import still reach the user.
-    """
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if _os.environ.get("TFCHAR_VERBOSE"):
-        return
-    try:
-        saved = _os.dup(2)
-    except OSError:
-        return
-    devnull = _os.open(_os.devnull, _os.O_WRONLY)
-    try:
-        _os.dup2(devnull, 2)
-        import tensorflow as tf
 
-        tf.config.list_physical_devices()  # the CUDA probe logs here when no GPU driver exists
-    finally:
-        _os.dup2(saved, 2)
-        _os.close(saved)
-        _os.close(devnull)
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tfchar' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
 
+
+def __dir__():
+    return sorted(__all__)

@@ -11,20 +11,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 
-from tfchar.errors import ConfigError, cli_guard
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a one-line tfchar error instead of usage text."""
-
-    def error(self, message):
-        raise ConfigError(f"{message} (see python -m tfchar.demo --help)")
+from tfchar.cli import Parser, guard
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(prog="python -m tfchar.demo", description=__doc__.splitlines()[0].split(": ", 1)[1],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser("demo", __doc__)
     p.add_argument("model", nargs="?", default=argparse.SUPPRESS,  # absent: the default export, if it exists
                    help="export dir (its model.tflite) or a .tflite file (default: saved_models/tiny_shakespeare)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port)")
@@ -32,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@cli_guard(tensorflow=False)
+@guard(tensorflow=False)
 def main(argv=None) -> int:
     a = parse_args(argv)
     from tfchar import webdemo
@@ -57,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -10,21 +10,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 
-from tfchar.errors import ConfigError, cli_guard
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a one-line tfchar error instead of usage text."""
-
-    def error(self, message):
-        raise ConfigError(f"{message} (see python -m tfchar.evaluate --help)")
+from tfchar.cli import Parser, guard
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(prog="python -m tfchar.evaluate", description=__doc__.splitlines()[0].split(": ", 1)[1],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser("evaluate", __doc__)
     p.add_argument("model", help="run dir (best checkpoint), checkpoint, export dir, SavedModel dir or .tflite file")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", default=None, help="UTF-8 file to score (unknown characters are counted and skipped)")
@@ -42,16 +35,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@cli_guard
-def main(argv=None) -> None:
+@guard
+def main(argv=None) -> int:
     a = parse_args(argv)
-    from tfchar import evaluator  # imports TensorFlow: after the flags are known to parse
+    from tfchar.evaluation.evaluate import evaluate, report  # imports TensorFlow: after the flags parse
 
-    result = evaluator.evaluate(a.model, text=a.text, split=a.split, streams=a.streams, chunk=a.chunk,
-                                dynamic=a.dynamic, dynamic_lr=a.dynamic_lr, segment=a.segment,
-                                dynamic_optimizer=a.dynamic_optimizer)
-    print(json.dumps(result) if a.json else evaluator.report(result), flush=True)
+    result = evaluate(a.model, text=a.text, split=a.split, streams=a.streams, chunk=a.chunk, dynamic=a.dynamic,
+                      dynamic_lr=a.dynamic_lr, segment=a.segment, dynamic_optimizer=a.dynamic_optimizer)
+    print(json.dumps(result) if a.json else report(result), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,19 +8,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 
-from tfchar.errors import ConfigError, cli_guard
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a one-line tfchar error instead of usage text."""
-
-    def error(self, message):
-        raise ConfigError(f"{message} (see python -m tfchar.export --help)")
+from tfchar.cli import Parser, guard
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(prog="python -m tfchar.export", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = Parser("export", __doc__)
     p.add_argument("run_dir", help="run directory (runs/<name>) or one of its checkpoints")
     p.add_argument("--out", default="", help="export directory ('' = the run's export.out, else saved_models/<name>)")
     p.add_argument("--which", choices=("best", "last"), default="best",
@@ -29,13 +23,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@cli_guard
-def main(argv=None) -> None:
+@guard
+def main(argv=None) -> int:
     a = parse_args(argv)
-    from tfchar import exporter  # imports TensorFlow: after the flags are known to parse
+    from tfchar.exporting.exporter import export_run  # imports TensorFlow: after the flags are known to parse
 
-    exporter.export_run(a.run_dir, a.out or None, int8=a.int8, which=a.which)
+    export_run(a.run_dir, a.out or None, int8=a.int8, which=a.which)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

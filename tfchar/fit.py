@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tfchar.errors import cli_guard
+from tfchar.cli import guard, pipeline_command_line
 
 USAGE = """usage: python -m tfchar.fit [PIPELINE.toml] [--section.key=value ...]
 
@@ -17,14 +17,12 @@ it exists, else the built-in defaults. Examples:
 """
 
 
-@cli_guard
+@guard
 def main(argv: list[str] | None = None) -> int:
-    from tfchar.config import parse_command_line
-
-    parsed = parse_command_line(sys.argv[1:] if argv is None else argv, USAGE)
+    parsed = pipeline_command_line(sys.argv[1:] if argv is None else argv, USAGE)
     if parsed is None:
         return 0
-    from tfchar.trainer import run
+    from tfchar.training.run import run  # imports TensorFlow: after the command line is known to parse
 
     run(*parsed)
     return 0

@@ -8,20 +8,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 
-from tfchar.errors import ConfigError, cli_guard
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a one-line tfchar error instead of usage text."""
-
-    def error(self, message):
-        raise ConfigError(f"{message} (see python -m tfchar.sample --help)")
+from tfchar.cli import Parser, guard
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(prog="python -m tfchar.sample", description=__doc__.splitlines()[0].split(": ", 1)[1],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser("sample", __doc__)
     p.add_argument("model", help="run dir (best checkpoint), export dir, SavedModel dir or .tflite file")
     p.add_argument("--prime", default="\n", help="text the model reads first; printed before the continuation "
                                                   "(default: %(default)r)")
@@ -40,15 +33,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@cli_guard
-def main(argv=None) -> None:
+@guard
+def main(argv=None) -> int:
     a = parse_args(argv)
-    from tfchar import sampler  # imports TensorFlow: after the flags are known to parse
+    from tfchar.sampling.sample import sample  # imports TensorFlow: after the flags are known to parse
 
-    sampler.sample(a.model, prime=a.prime, length=a.length, temperature=a.temperature, greedy=a.greedy,
-                   top_k=a.top_k, top_p=a.top_p, seed=a.seed, num_samples=a.num_samples, unknown=a.unknown,
-                   window=a.window)
+    sample(a.model, prime=a.prime, length=a.length, temperature=a.temperature, greedy=a.greedy, top_k=a.top_k,
+           top_p=a.top_p, seed=a.seed, num_samples=a.num_samples, unknown=a.unknown, window=a.window)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

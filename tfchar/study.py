@@ -9,20 +9,15 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from tfchar.errors import ConfigError, cli_guard
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a one-line tfchar error instead of usage text."""
-
-    def error(self, message):
-        raise ConfigError(f"{message} (see python -m tfchar.study --help)")
+from tfchar.cli import Parser, guard
+from tfchar.core.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(prog="python -m tfchar.study", description=__doc__.splitlines()[0].split(": ", 1)[1],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser("study", __doc__)
     p.add_argument("study", choices=("schemes", "cells"),
                    help="schemes: stateful/windows/overlap/single_loss on two corpora; cells: lstm/gru/rnn at equal size")
     p.add_argument("--chars", type=int, default=1_500_000, help="processed training characters per run (the budget)")
@@ -45,28 +40,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return a
 
 
-@cli_guard
-def main(argv=None) -> None:
+@guard
+def main(argv=None) -> int:
     a = parse_args(argv)
-    from pathlib import Path
+    import tensorflow as tf  # after the flags are known to parse
 
-    import tensorflow as tf
-
-    from tfchar import studies  # imports TensorFlow: after the flags are known to parse
+    from tfchar.studies.cells import run_cells
+    from tfchar.studies.runs import Setup
+    from tfchar.studies.schemes import run_schemes
 
     tf.get_logger().setLevel("ERROR")  # each run's fresh sampler re-traces its functions: expected, not news
 
-    setup = studies.Setup(chars=a.chars, batch_size=a.batch_size, seq_length=a.seq_length, rnn_size=a.rnn_size,
-                          num_layers=a.num_layers, embedding_dim=a.embedding_dim, evals=a.evals,
-                          learning_rate=a.learning_rate, seed=a.seed)
+    setup = Setup(chars=a.chars, batch_size=a.batch_size, seq_length=a.seq_length, rnn_size=a.rnn_size,
+                  num_layers=a.num_layers, embedding_dim=a.embedding_dim, evals=a.evals,
+                  learning_rate=a.learning_rate, seed=a.seed)
     out, runs = Path(a.out), Path(a.runs) if a.runs else None
     if a.study == "schemes":
-        studies.run_schemes(out, setup, runs_dir=runs, stdlib_bytes=a.stdlib_bytes,
-                            names=tuple(c.strip() for c in a.corpora.split(",") if c.strip()))
+        run_schemes(out, setup, runs_dir=runs, stdlib_bytes=a.stdlib_bytes,
+                    names=tuple(c.strip() for c in a.corpora.split(",") if c.strip()))
     else:
-        studies.run_cells(out, setup, runs_dir=runs)
+        run_cells(out, setup, runs_dir=runs)
     print((out / f"{a.study}.md").read_text(), end="")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tfchar.errors import cli_guard
+from tfchar.cli import guard, pipeline_command_line
 
 USAGE = """usage: python -m tfchar.tune [PIPELINE.toml] [--section.key=value ...]
 
@@ -21,14 +21,12 @@ With KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set it 
 """
 
 
-@cli_guard
+@guard
 def main(argv: list[str] | None = None) -> int:
-    from tfchar.config import parse_command_line
-
-    parsed = parse_command_line(sys.argv[1:] if argv is None else argv, USAGE)
+    parsed = pipeline_command_line(sys.argv[1:] if argv is None else argv, USAGE)
     if parsed is None:
         return 0
-    from tfchar.tuner import run
+    from tfchar.tuning.search import run  # imports TensorFlow: after the command line is known to parse
 
     run(*parsed)
     return 0

@@ -21,7 +21,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from tfchar.errors import CheckpointError, TfcharError
+from tfchar.core.errors import CheckpointError, TfcharError
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 RUNTIME = "node_modules/@litertjs"  # the only part of node_modules the page loads

@@ -1,4 +1,4 @@
-// tfchar's sampler (tfchar/sampler.py) in JavaScript, step for step, so a seed gives the same text in
+// tfchar's sampler (tfchar/ops/rng.py, tfchar/ops/draw.py) in JavaScript, step for step, so a seed gives the same text in
 // the browser as `python -m tfchar.sample MODEL --seed S`: the Park-Miller generator, u = top 24 bits of
 // its state, and an inverse CDF over the logits sorted high to low, with every float op rounded to
 // float32 (Math.fround) in the order the TFLite graph does it.

@@ -24,7 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from tfchar.errors import ConfigError
+from tfchar.core import choices
+from tfchar.core.errors import ConfigError
 
 
 def _f(default, help: str):
@@ -48,7 +49,7 @@ class DataConfig:
 
     def validate(self) -> None:
         _positive(self, "batch_size", "seq_length")
-        _choice(self, "unit", ("char", "byte"))
+        _choice(self, "unit", choices.UNITS)
         if not self.source.strip():
             raise ConfigError("data.source is empty: give tfds:NAME, a text file or a folder")
         for key in ("val_frac", "test_frac"):
@@ -73,8 +74,8 @@ class ModelConfig:
                                      "with one), keras or fused; the weights are the same either way")
 
     def validate(self) -> None:
-        _choice(self, "cell", ("lstm", "gru", "rnn"))
-        _choice(self, "implementation", ("auto", "keras", "fused"))
+        _choice(self, "cell", choices.CELLS)
+        _choice(self, "implementation", choices.IMPLEMENTATIONS)
         _positive(self, "rnn_size", "num_layers", "embedding_dim")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout = {self.dropout} is outside [0, 1): use e.g. 0.25")
@@ -93,6 +94,8 @@ class TrainConfig:
     stride: int = _f(0, "overlap scheme: offset between window starts (0 = seq_length // 2)")
     burn_in: int = _f(0, "overlap scheme: leading positions of each window left out of the loss")
     eval_every: int = _f(1000, "evaluate on the validation split every N steps (and at each epoch end; 0 = epoch ends only)")
+    eval_chars: int = _f(200_000, "characters each evaluation scores: the first eval_chars/8 of each of the 8 contiguous "
+                                  "validation streams, the same ones every time (0 = the whole split)")
     keep_checkpoints: int = _f(5, "named checkpoints to keep besides best and last (0 = keep all)")
     sample_length: int = _f(300, "characters of sample text logged to TensorBoard at each evaluation (0 = none)")
     name: str = _f("", "run name ('' = the pipeline file's name, else the source's)")
@@ -104,7 +107,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         _positive(self, "epochs")
-        _non_negative(self, "max_steps", "eval_every", "keep_checkpoints", "sample_length", "stride", "burn_in")
+        _non_negative(self, "max_steps", "eval_every", "eval_chars", "keep_checkpoints", "sample_length", "stride",
+                      "burn_in")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"train.learning_rate = {self.learning_rate} must be a positive number, e.g. 0.002")
         if not 0.0 < self.lr_decay <= 1.0:
@@ -113,8 +117,8 @@ class TrainConfig:
             raise ConfigError("train.lr_decay_after must be >= 0")
         if self.grad_clip < 0:
             raise ConfigError(f"train.grad_clip = {self.grad_clip} must be >= 0 (0 = no clipping)")
-        _choice(self, "scheme", ("stateful", "windows", "overlap", "single_loss"))
-        _choice(self, "strategy", ("default", "mirrored", "multi_worker"))
+        _choice(self, "scheme", choices.SCHEMES)
+        _choice(self, "strategy", choices.STRATEGIES)
         if self.name and (os.sep in self.name or self.name.startswith(".")):
             raise ConfigError(f"train.name = {self.name!r} must be a plain name, not a path (use train.run_dir)")
 
@@ -141,7 +145,7 @@ class TuneConfig:
     resume: bool = _f(False, "continue an interrupted search instead of starting over")
 
     def validate(self) -> None:
-        _choice(self, "algorithm", ("hyperband", "bayesian", "random"))
+        _choice(self, "algorithm", choices.TUNE_ALGORITHMS)
         _positive(self, "max_trials", "max_epochs", "executions_per_trial")
 
 
@@ -182,9 +186,9 @@ def _non_negative(obj, *keys):
             raise ConfigError(f"{_section_of(obj)}.{key} = {getattr(obj, key)} must be >= 0")
 
 
-def _choice(obj, key, choices):
-    if getattr(obj, key) not in choices:
-        raise ConfigError(f"{_section_of(obj)}.{key} = {getattr(obj, key)!r} is not one of: {', '.join(choices)}")
+def _choice(obj, key, allowed):
+    if getattr(obj, key) not in allowed:
+        raise ConfigError(f"{_section_of(obj)}.{key} = {getattr(obj, key)!r} is not one of: {', '.join(allowed)}")
 
 
 def _section_of(obj) -> str:
@@ -194,7 +198,8 @@ def _section_of(obj) -> str:
     return type(obj).__name__
 
 
-def _field_types(section: str) -> dict[str, type]:
+def field_types(section: str) -> dict[str, type]:
+    """{key: type} of a section's fields (the type of each default)."""
     cls = _SECTION_CLASSES[section]
     defaults = cls()
     return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(cls)}
@@ -202,7 +207,7 @@ def _field_types(section: str) -> dict[str, type]:
 
 def _coerce(section: str, key: str, value: Any, from_text: bool):
     """Check (TOML) or parse (command line) one value against the field's type."""
-    types = _field_types(section)
+    types = field_types(section)
     if key not in types:
         raise ConfigError(f"unknown key {section}.{key}; known {section} keys: {', '.join(types)}")
     want = types[key]
@@ -299,7 +304,8 @@ def load_config(pipeline: str | Path | None = None, overrides: Sequence[str] = (
     return from_dict(raw)
 
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
+    """One value as TOML source (strings quoted and escaped)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -318,7 +324,7 @@ def dumps(cfg: Config, sections: Sequence[str] | None = None) -> str:
         lines.append(f"[{f.name}]")
         for sf in dataclasses.fields(sec):
             lines.append(f"# {sf.metadata.get('help', '')}")
-            lines.append(f"{sf.name} = {_toml_value(getattr(sec, sf.name))}")
+            lines.append(f"{sf.name} = {toml_value(getattr(sec, sf.name))}")
         lines.append("")
     return "\n".join(lines)
 
@@ -340,23 +346,5 @@ def help_text() -> str:
     for f in dataclasses.fields(Config):
         for sf in dataclasses.fields(_SECTION_CLASSES[f.name]):
             default = getattr(_SECTION_CLASSES[f.name](), sf.name)
-            lines.append(f"  --{f.name}.{sf.name}={_toml_value(default)}\n      {sf.metadata.get('help', '')}")
+            lines.append(f"  --{f.name}.{sf.name}={toml_value(default)}\n      {sf.metadata.get('help', '')}")
     return "\n".join(lines)
-
-
-DEFAULT_PIPELINE = "pipelines/tiny_shakespeare.toml"
-
-
-def parse_command_line(argv: Sequence[str], usage: str) -> tuple[str | None, list[str]] | None:
-    """`[PIPELINE.toml] [--section.key=value ...]` -> (pipeline, overrides); None after printing --help.
-
-    Without a pipeline argument, the default pipeline is used when it exists (run from the repository).
-    """
-    argv = list(argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage + "\n" + help_text())
-        return None
-    pipeline = argv.pop(0) if argv and not argv[0].startswith("--") else None
-    if pipeline is None and Path(DEFAULT_PIPELINE).is_file():
-        pipeline = DEFAULT_PIPELINE
-    return pipeline, argv

@@ -1,14 +1,11 @@
-"""User-facing errors and the guard that turns them into one-line messages.
+"""User-facing errors.
 
 Every problem a user can cause (a bad path, a bad flag, a corrupt checkpoint) is raised as a
-`TfcharError` whose message names the problem and the fix. Entry points run inside `cli_guard`, which
-prints `tfchar: error: <message>` to stderr and exits non-zero, with no traceback.
+`TfcharError` whose message names the problem and the fix, in one line. The command lines print it as
+`tfchar: error: <message>` and exit with its `exit_code` (`tfchar.cli.guard`); the Python API raises it.
 """
 
 from __future__ import annotations
-
-import functools
-import sys
 
 
 class TfcharError(Exception):
@@ -39,40 +36,3 @@ class TrainingDiverged(TfcharError):
     """The loss became NaN or infinite; the last good checkpoint stays."""
 
     exit_code = 3
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"tfchar: error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(code)
-
-
-def cli_guard(main=None, *, tensorflow: bool = True):
-    """Decorate an entry point so user errors print one line and exit non-zero, without a traceback.
-
-    Args:
-        tensorflow: import TensorFlow (quietly) before `main` runs; False for entry points that never need it.
-    """
-    if main is None:
-        return functools.partial(cli_guard, tensorflow=tensorflow)
-
-    @functools.wraps(main)
-    def wrapper(*args, **kwargs):
-        try:
-            if tensorflow:
-                from tfchar import import_tensorflow_quietly
-
-                import_tensorflow_quietly()
-            return main(*args, **kwargs)
-        except TfcharError as e:
-            if isinstance(e, TrainingInterrupted):
-                print(f"tfchar: {e}", file=sys.stderr, flush=True)
-                raise SystemExit(e.exit_code) from None
-            fail(str(e), e.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
-        except BrokenPipeError:
-            # `python -m tfchar.sample ... | head` closes stdout early: not an error.
-            sys.stderr.close()
-            raise SystemExit(0) from None
-
-    return wrapper

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tfchar.errors import CheckpointError, DataError
+from tfchar.core.choices import UNITS
+from tfchar.core.errors import CheckpointError, DataError
 
 
 class Vocab:
     """Token ids in a fixed order: ascending code point (or byte value), as char-rnn sorts its characters."""
 
     def __init__(self, tokens: list[str], unit: str = "char"):
-        if unit not in ("char", "byte"):
-            raise ValueError(f"unit must be char or byte, not {unit!r}")
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
         if len(set(tokens)) != len(tokens) or any(len(t) != 1 for t in tokens):
             raise ValueError("vocabulary items must be distinct single characters")
         self.tokens = list(tokens)
@@ -62,6 +63,13 @@ class Vocab:
         if self.unit == "byte":
             return s.encode("latin-1").decode("utf-8", errors="replace")
         return s
+
+    def decode_codepoints(self, codepoints) -> str:
+        """Text from code points (byte values for byte models, decoded as UTF-8), as `generate` returns them."""
+        cps = np.asarray(codepoints).reshape(-1)
+        if self.unit == "byte":
+            return bytes(cps.astype(np.uint8)).decode("utf-8", errors="replace")
+        return "".join(map(chr, cps))
 
     def _units(self, text: str) -> list[str]:
         if self.unit == "byte":

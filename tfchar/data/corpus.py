@@ -23,12 +23,13 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from tfchar.errors import DataError
-from tfchar.vocab import Vocab
+from tfchar.core.choices import SPLITS
+from tfchar.core.errors import DataError
+from tfchar.core.paths import cache_dir
+from tfchar.core.vocab import Vocab
 
 CHUNK_BYTES = 1 << 22  # 4 MiB of text per encoding step: bounds memory for any corpus size
 CACHE_VERSION = 1
-SPLITS = ("train", "val", "test")
 BOM = codecs.BOM_UTF8
 
 
@@ -56,14 +57,10 @@ class _Part:
     split: str | None  # None: file sources, split contiguously by fraction after encoding
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TFCHAR_CACHE") or Path.home() / ".cache" / "tfchar")
-
-
 def load_corpus(data_cfg, log: Callable[[str], None] = lambda s: None) -> Corpus:
     """Encode (or load from cache) the text named by a `config.DataConfig`."""
     parts, fingerprint = _resolve_source(data_cfg)
-    cache_root = Path(data_cfg.cache_dir) if data_cfg.cache_dir else default_cache_dir()
+    cache_root = Path(data_cfg.cache_dir) if data_cfg.cache_dir else cache_dir()
     key = hashlib.sha1(json.dumps([CACHE_VERSION, data_cfg.source, data_cfg.unit, data_cfg.tfds_feature,
                                    fingerprint]).encode()).hexdigest()[:20]
     cache = cache_root / key
@@ -334,4 +331,4 @@ def describe(corpus: Corpus) -> str:
             f"{len(corpus.test):,} test")
 
 
-__all__ = ["Corpus", "load_corpus", "describe", "tfds_manual_dir", "default_cache_dir"]
+__all__ = ["Corpus", "load_corpus", "describe", "tfds_manual_dir"]

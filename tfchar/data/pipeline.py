@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfchar.errors import DataError
-
-SCHEMES = ("stateful", "windows", "overlap", "single_loss")
+from tfchar.core.choices import SCHEMES
+from tfchar.core.errors import DataError
+from tfchar.ops.streams import stream_view
 
 
 def default_stride(scheme: str, seq_length: int, stride: int = 0) -> int:
@@ -28,13 +28,6 @@ def default_stride(scheme: str, seq_length: int, stride: int = 0) -> int:
     if scheme in ("stateful", "windows"):
         return seq_length
     return stride or max(1, seq_length // 2)
-
-
-def stream_view(ids: np.ndarray, batch_size: int) -> np.ndarray:
-    """The stateful layout without copying: [B, L + 1], row i = ids[i*L : i*L + L + 1], L = (N - 1) // B."""
-    row = (len(ids) - 1) // batch_size
-    return np.lib.stride_tricks.as_strided(ids, shape=(batch_size, row + 1),
-                                           strides=(row * ids.strides[0], ids.strides[0]), writeable=False)
 
 
 def num_batches(n_ids: int, batch_size: int, seq_length: int, scheme: str = "stateful", stride: int = 0) -> int:

@@ -27,15 +27,17 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from tfchar import config as config_lib
-from tfchar.checkpoint import load_run, load_weights, run_dir_of
-from tfchar.errors import CheckpointError, TfcharError
-from tfchar.evaluator import StepModel, saved_model_steps, score_steps, tflite_steps
-from tfchar.generator import CharGenerator
-from tfchar.models import build_from_config
+from tfchar.core import config as config_lib
+from tfchar.core.errors import CheckpointError, TfcharError
+from tfchar.data.corpus import load_corpus
+from tfchar.nn.checkpoint import load_run, load_weights, run_dir_of
+from tfchar.nn.generator import CharGenerator
+from tfchar.nn.models import build_from_config
+from tfchar.runtimes.saved_model import SavedModelRuntime
+from tfchar.runtimes.tflite import TFLiteRuntime
 
 SIGNATURES = ("generate", "step", "vocabulary")
-EVAL_STREAMS = 8  # contiguous rows per bpc evaluation: fit's validation layout (evaluation.Scorer), so figures agree
+EVAL_STREAMS = 8  # contiguous rows per bpc evaluation: fit's validation layout (runtimes.keras.KerasScorer)
 PARITY_SHAPE = (8, 32)  # parity check: 8 streams of 32 characters
 
 
@@ -49,7 +51,7 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         int8: also write model_int8.tflite (dynamic-range quantized) and measure it.
         which: "best" or "last" checkpoint of a run dir.
         splits: {"val": ids, "test": ids} token id arrays to measure bpc on; default: the run's corpus
-            (`tfchar.corpus.load_corpus(cfg.data)`); bpc is skipped if that cannot be loaded.
+            (`tfchar.data.corpus.load_corpus(cfg.data)`); bpc is skipped if that cannot be loaded.
         log: receives short progress lines.
 
     Returns:
@@ -112,35 +114,10 @@ def to_tflite(saved_model_dir, int8: bool = False) -> bytes:
     return converter.convert()
 
 
-# ============================================================================================ step runners
-
-def one_step(model: StepModel):
-    """(token int32[B], state float32[B, S]) -> (logits [B, V], state): one character through `model`."""
-
-    def run(token, state):
-        token = np.asarray(token, np.int32)[:, None]  # [B, 1]
-        logits, _, state = model.run(token, token, state)
-        return logits, state
-
-    return run
-
-
-def saved_model_step(path, vocab_size: int = 0):
-    """The SavedModel's `step` as a numpy function (token [B], state [B, S]) -> (logits, state)."""
-    return one_step(saved_model_steps(tf.saved_model.load(str(path)), vocab_size or _vocab_size_next_to(path)))
-
-
-def tflite_step(path, vocab_size: int = 0):
-    """A .tflite file's `step` as a numpy function, like `saved_model_step`."""
-    return one_step(tflite_steps(path, vocab_size or _vocab_size_next_to(path)))
-
-
-def _vocab_size_next_to(path) -> int:
-    return len(json.loads((Path(path).parent / "vocab.json").read_text(encoding="utf-8")))
-
+# ============================================================================================ checks
 
 def logit_difference(model, step, ids, state_size: int) -> float:
-    """Max |logit difference| between the Keras model and an exported `step`, both reading ids int32[B, T]."""
+    """Max |logit difference| between the Keras model and a runtime's `step`, both reading ids int32[B, T]."""
     ids = np.asarray(ids, np.int32)
     reference = np.asarray(model(ids, training=False))  # [B, T, V]
     state, worst = np.zeros([len(ids), state_size], np.float32), 0.0
@@ -153,13 +130,12 @@ def logit_difference(model, step, ids, state_size: int) -> float:
 def _measure(model, files: dict, splits: dict | None, probe, state_size: int, log) -> dict:
     """Parity of every exported `step` with Keras on `probe` ids [B, T], and bpc on the splits (if given).
 
-    bpc is the evaluator's progressive score through `step` in fit's validation layout (EVAL_STREAMS
+    bpc is each runtime's progressive score (`Runtime.score`) in fit's validation layout (EVAL_STREAMS
     contiguous rows, each from zero state), so metrics.json, fit and `python -m tfchar.evaluate` agree.
     """
-    vocab_size = model.get_layer("logits").units
-    steps = {"saved_model": saved_model_steps(tf.saved_model.load(str(files["saved_model"])), vocab_size)}
-    steps.update({k: tflite_steps(files[k], vocab_size) for k in ("tflite", "tflite_int8") if k in files})
-    m = {"parity": {k: logit_difference(model, one_step(sm), probe, state_size) for k, sm in steps.items()}}
+    steps = {"saved_model": SavedModelRuntime(files["saved_model"])}
+    steps.update({k: TFLiteRuntime(files[k]) for k in ("tflite", "tflite_int8") if k in files})
+    m = {"parity": {k: logit_difference(model, rt.step, probe, state_size) for k, rt in steps.items()}}
     worst = max(m["parity"]["saved_model"], m["parity"]["tflite"])
     if worst > 1e-4:
         log(f"  WARNING: exported logits differ from Keras by up to {worst:.2g}; please report this")
@@ -167,7 +143,7 @@ def _measure(model, files: dict, splits: dict | None, probe, state_size: int, lo
         return m
 
     def bpc(route, split):
-        return score_steps(steps[route], splits[split], streams=EVAL_STREAMS)["bpc"]
+        return steps[route].score(splits[split], streams=EVAL_STREAMS)["bpc"]
 
     for name in ("val", "test"):
         if name in splits and len(splits[name]) > 1:
@@ -187,10 +163,8 @@ def _measure(model, files: dict, splits: dict | None, probe, state_size: int, lo
 def _splits(cfg, vocab, log) -> dict | None:
     """The run corpus' validation and test ids, or None (with a note) if the corpus cannot be loaded."""
     try:
-        from tfchar.corpus import load_corpus
-
         corpus = load_corpus(cfg.data)
-    except (ImportError, TfcharError) as e:
+    except TfcharError as e:
         log(f"  bpc skipped: cannot load the corpus {cfg.data.source!r} ({e})")
         return None
     if corpus.vocab.tokens != vocab.tokens:

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tfchar import config as config_lib
-from tfchar.errors import CheckpointError
-from tfchar.vocab import Vocab
+from tfchar.core import config as config_lib
+from tfchar.core.errors import CheckpointError
+from tfchar.core.vocab import Vocab
+from tfchar.nn.models import build_from_config
 
 WEIGHTS = "model.weights.h5"
 OPTIMIZER = "optimizer.npz"
@@ -183,8 +184,6 @@ def load_run(path: str | Path, which: str = "best") -> tuple[config_lib.Config, 
 
 def load_inference_model(path: str | Path, batch_size: int = 1, stateful: bool = True, which: str = "best"):
     """(model, config, vocab): a run's model rebuilt for generation (no dropout; batch `batch_size`)."""
-    from tfchar.models import build_from_config
-
     cfg, vocab, ckpt = load_run(path, which)
     model = build_from_config(cfg.model, len(vocab), batch_size=batch_size, seq_length=None,
                               stateful=stateful)

@@ -9,8 +9,8 @@ products. The layers here compute the same function faster:
 * the backward pass is written by hand (`tf.custom_gradient` over the whole sequence, like torch-rnn's
   LSTM): its loop carries only the recurrent gradient (one `dz @ recurrent_kernel^T` per step), and the
   weight gradients are three large matmuls after it;
-* the loops themselves are C++ kernels (`tfchar/kernels/rnn_loops.cc`, built on first use by
-  `tfchar.native`): a step is one small GEMM plus one vectorised pass of element-wise work, and the batch
+* the loops themselves are C++ kernels (`tfchar/nn/kernels/rnn_loops.cc`, built on first use by
+  `tfchar.nn.native`): a step is one small GEMM plus one vectorised pass of element-wise work, and the batch
   rows are split across the cores for the whole sequence, so no core waits for another. Without a C++
   compiler the same loops run as TensorFlow while-loops, compiled with XLA when the shapes are static.
 
@@ -35,11 +35,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfchar import native
+from tfchar.nn import native
 
 # Which implementation runs the time loops. Module-level so benchmarks and tests can compare:
-# USE_NATIVE: the C++ kernels of tfchar/kernels/rnn_loops.cc (any shapes; built on first use, see
-#     tfchar.native); when they are off or cannot be built, the TensorFlow loops below run instead:
+# USE_NATIVE: the C++ kernels of tfchar/nn/kernels/rnn_loops.cc (any shapes; built on first use, see
+#     tfchar.nn.native); when they are off or cannot be built, the TensorFlow loops below run instead:
 # USE_XLA: compile those loops with XLA when T and B are static (see `_use_xla`); unknown shapes (sampling,
 #     evaluation with seq_length=None) always use plain TensorFlow loops, so no shape triggers a recompilation.
 USE_NATIVE = True

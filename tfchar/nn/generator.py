@@ -4,8 +4,7 @@ Keras recurrent layers lower to TensorList ops that TFLite builtins cannot run, 
 each cell with matmuls on the trained weights (read by layer name: `embedding`, `rnn_i`, `logits`,
 in Keras gate order) and runs time with `tf.while_loop`, which converts to TFLite `WHILE`. It serves
 three callers with the same ops: the SavedModel and the TFLite file (signatures `generate`, `step`,
-`vocabulary`) and the Python sampler (`sample_chunk`, `prime_state`), so a seed means the same text
-everywhere.
+`vocabulary`) and the in-process runtime (`stream`), so a seed means the same text everywhere.
 
 Packed state S: for each layer in order, LSTM [h, c], GRU [h], RNN [h], each H wide.
 Shapes: B batch, N prime length, V vocabulary, E embedding, H hidden, G gates (LSTM 4, GRU 3, RNN 1).
@@ -18,14 +17,15 @@ Example:
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import tensorflow as tf
 
-from tfchar import sampler
-
-GATES = {4: "lstm", 3: "gru", 1: "rnn"}
-STATES_PER_LAYER = {"lstm": 2, "gru": 1, "rnn": 1}
-UNITS = ("char", "byte")
+from tfchar.core.choices import UNITS
+from tfchar.ops import draw
+from tfchar.ops import rng as rng_ops
+from tfchar.ops.cells import GATES, STATES_PER_LAYER, cell_step
 MIN_CHUNK = 64  # tokens per inner sampling loop, at least (see _sample_loop)
 
 
@@ -74,7 +74,7 @@ class CharGenerator(tf.Module):
         if unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
         hidden, gh = np.shape(weights["layers"][0][1])
-        self.cell = GATES[gh // hidden]
+        self.cell = {g: c for c, g in GATES.items()}[gh // hidden]
         self.hidden = int(hidden)
         self.num_layers = len(weights["layers"])
         self.state_size = self.num_layers * STATES_PER_LAYER[self.cell] * self.hidden
@@ -128,27 +128,15 @@ class CharGenerator(tf.Module):
 
     def _cell(self, i, token, x, parts):
         """Layer i, one time step: (token int32[B] for layer 0, else x [B, H]) and its [B, H] state parts."""
-        layer, h = self.layers[i], parts[0]
+        layer = self.layers[i]
         if i == 0:
             gx = tf.gather(layer["input_table"], token)  # [B, GH]
         else:
             gx = tf.matmul(x, layer["kernel"]) + layer["input_bias"]
-        gh = tf.matmul(h, layer["recurrent_kernel"])  # [B, GH]
-        if self.cell == "lstm":
-            i_, f, g, o = tf.split(gx + gh, 4, axis=1)
-            c = tf.sigmoid(f) * parts[1] + tf.sigmoid(i_) * tf.tanh(g)
-            h = tf.sigmoid(o) * tf.tanh(c)
-            return h, [h, c]
+        gh = tf.matmul(parts[0], layer["recurrent_kernel"])  # [B, GH]
         if self.cell == "gru":  # Keras reset_after: the reset gate scales the recurrent part, bias included
             gh = gh + layer["recurrent_bias"]
-            xz, xr, xh = tf.split(gx, 3, axis=1)
-            hz, hr, hh = tf.split(gh, 3, axis=1)
-            z = tf.sigmoid(xz + hz)
-            r = tf.sigmoid(xr + hr)
-            h = z * h + (1.0 - z) * tf.tanh(xh + r * hh)
-            return h, [h]
-        h = tf.tanh(gx + gh)
-        return h, [h]
+        return cell_step(self.cell, gx, gh, parts)
 
     def _advance(self, token, parts):
         """Read one token per row: int32[B], state parts -> top layer output [B, H], new state parts."""
@@ -177,7 +165,7 @@ class CharGenerator(tf.Module):
 
         Args:
             token: int32[B] last token read; parts: state parts [B, H]; rng: int32[B] generator states;
-            length: int32 scalar; knobs: `sampler.Settings`.
+            length: int32 scalar; knobs: `draw.Settings`.
 
         Returns (ids int32[B, length], last sampled token [B], state parts before reading it, rng [B]).
         """
@@ -189,8 +177,8 @@ class CharGenerator(tf.Module):
 
         def chunk_body(t, token, rng, buf, *parts):
             x, parts = self._advance(token, list(parts))
-            rng = sampler.next_rng(rng)
-            token = sampler.draw(self._logits(x), sampler.uniform(rng), knobs)
+            rng = rng_ops.next_rng(rng)
+            token = draw.draw(self._logits(x), rng_ops.uniform(rng), knobs)
             buf += tf.one_hot(t, chunk, dtype=tf.int32) * tf.expand_dims(token, 1)  # buf[:, t] = token
             return (t + 1, token, rng, buf, *parts)
 
@@ -222,8 +210,8 @@ class CharGenerator(tf.Module):
         """Prime with code points int32[N], then sample `length` code points, all inside the graph."""
         ids = self._prime_ids(prime)
         parts = self._feed(ids[:-1], self._unpack(tf.zeros([1, self.state_size])))
-        knobs = sampler.settings(temperature, top_k, top_p, self.vocab_size)
-        out, _, _, _ = self._sample_loop(ids[-1:], parts, sampler.seed_rng(seed[None]), tf.maximum(length, 0), knobs)
+        knobs = draw.settings(temperature, top_k, top_p, self.vocab_size)
+        out, _, _, _ = self._sample_loop(ids[-1:], parts, rng_ops.seed_rng(seed[None]), tf.maximum(length, 0), knobs)
         return {"codepoints": tf.gather(self.codepoints, out[0])}
 
     def _step(self, token, state):
@@ -235,7 +223,36 @@ class CharGenerator(tf.Module):
         """The code point (byte value if byte_unit) of each token id, so an app needs no vocab.json."""
         return {"codepoints": tf.identity(self.codepoints), "byte_unit": tf.identity(self.byte_unit)}
 
-    # ------------------------------------------------------------------------------------ Python route
+    # ------------------------------------------------------------------------------------ in-process sampling
+
+    def stream(self, ids, length: int, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, seed: int = 0, chunk: int = 64) -> Iterator[np.ndarray]:
+        """Sample in this process, yielding int32[num_samples, n] token ids chunk by chunk as they come.
+
+        Runs the same loop as `generate` (`prime_state`, `sample_chunk`), so sample i equals the exported
+        `generate(prime, length, temperature, top_k, top_p, seed=rng.sample_seeds(seed, num_samples)[i])`.
+
+        Args:
+            ids: int32[N] prime token ids; empty means "as if after token id 0", as in `generate`.
+            length: tokens to sample per stream.
+            num_samples: B, parallel streams.
+            temperature, top_k, top_p: as `draw.sample_ids` (temperature <= 0: greedy).
+            seed: seed of the first stream; stream i uses seed + i.
+            chunk: tokens per yielded piece.
+
+        Example:
+            text = vocab.decode(np.concatenate(list(gen.stream(vocab.encode("ROMEO:"), 100)), axis=1)[0])
+        """
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        if ids.size == 0:
+            ids = np.zeros([1], np.int32)
+        state = self.prime_state(ids[:-1], num_samples)  # [B, S]
+        token = tf.fill([num_samples], ids[-1])  # [B]
+        states = rng_ops.seed_rng(tf.constant(rng_ops.sample_seeds(seed, num_samples)))  # [B]
+        for done in range(0, length, chunk):
+            n = min(chunk, length - done)
+            out, token, state, states = self.sample_chunk(token, state, states, n, temperature, top_k, top_p)
+            yield out.numpy()
 
     def prime_state(self, ids, batch):
         """Packed state [batch, S] after reading token ids int32[N] (all but the token to sample after)."""
@@ -260,6 +277,6 @@ class CharGenerator(tf.Module):
         return tf.concat(self._feed(ids, self._unpack(tf.zeros([batch, self.state_size]))), axis=1)
 
     def _sample_chunk(self, token, state, rng, length, temperature, top_k, top_p):
-        knobs = sampler.settings(temperature, top_k, top_p, self.vocab_size)
+        knobs = draw.settings(temperature, top_k, top_p, self.vocab_size)
         out, token, parts, rng = self._sample_loop(token, self._unpack(state), rng, length, knobs)
         return out, token, tf.concat(parts, axis=1), rng

@@ -1,7 +1,7 @@
 """The char-RNN: embedding -> stacked LSTM/GRU/SimpleRNN (dropout between) -> dense logits.
 
 Plain Keras layers, so a GPU runs cuDNN kernels where Keras can; on a CPU the weight-compatible fused
-layers of `tfchar.fused` run instead (`fast="auto"`), faster and numerically the same. Layer names are a
+layers of `tfchar.nn.fused` run instead (`fast="auto"`), faster and numerically the same. Layer names are a
 contract with the exporter and with checkpoints: `embedding`, `rnn_0` ... `rnn_{L-1}`, `logits`.
 
 Example:
@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
+from tfchar.core.choices import CELLS, IMPLEMENTATIONS
+from tfchar.nn import fused
 
-# Recurrent state tensors per layer, each [B, H]: LSTM carries (h, c); GRU and SimpleRNN carry h.
-STATES_PER_LAYER = {"lstm": 2, "gru": 1, "rnn": 1}
+KERAS_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 
 
 def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_layers: int = 2,
@@ -38,7 +39,7 @@ def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_la
         seq_length: T, or None for any length.
         stateful: carry each layer's final state into the next call (reset with `reset_states`).
         seed: seed for weight initializers and dropout, for reproducible runs.
-        fast: which implementation runs the recurrent layers: "fused" (`tfchar.fused`, fast on CPU),
+        fast: which implementation runs the recurrent layers: "fused" (`tfchar.nn.fused`, fast on CPU),
             "keras" (the Keras layers: cuDNN on a GPU), or "auto" (fused unless a GPU is visible). Both have
             the same weights and variable paths, so checkpoints and exports do not depend on it.
 
@@ -46,7 +47,7 @@ def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_la
         A `keras.Model` mapping int32[B, T] token ids to float32[B, T, V] logits.
     """
     if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}; use one of {sorted(CELLS)}")
+        raise ValueError(f"unknown cell {cell!r}; use one of {CELLS}")
     if stateful and not batch_size:
         raise ValueError("a stateful model needs a fixed batch_size")
     layer_cls = rnn_layer_class(cell, fast)
@@ -79,22 +80,13 @@ def build_from_config(model_cfg, vocab_size: int, batch_size: int | None = None,
                        stateful=stateful, seed=seed, fast=fast)
 
 
-FAST_CHOICES = ("auto", "fused", "keras")
-
-
 def rnn_layer_class(cell: str, fast: str = "auto"):
     """The recurrent layer class for `cell` under `fast` ("auto": fused on CPU, Keras when a GPU is visible)."""
-    if fast not in FAST_CHOICES:
-        raise ValueError(f"unknown fast={fast!r}; use one of {FAST_CHOICES}")
+    if fast not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown fast={fast!r}; use one of {IMPLEMENTATIONS}")
     if fast == "auto":
-        import tensorflow as tf
-
         fast = "keras" if tf.config.list_logical_devices("GPU") else "fused"
-    if fast == "keras":
-        return CELLS[cell]
-    from tfchar.fused import FUSED
-
-    return FUSED[cell]
+    return (KERAS_LAYERS if fast == "keras" else fused.FUSED)[cell]
 
 
 def rnn_layers(model: keras.Model) -> list:

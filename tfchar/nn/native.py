@@ -1,4 +1,4 @@
-"""The native CPU time loops (`tfchar/kernels/rnn_loops.cc`), compiled on first use and cached.
+"""The native CPU time loops (`kernels/rnn_loops.cc`), compiled on first use and cached.
 
 Like torch's `cpp_extension.load`, the kernels are built with the local C++ compiler against the installed
 TensorFlow's headers (`tf.sysconfig`), for this CPU (`-march=native`), the first time a fused layer needs
@@ -18,12 +18,13 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
 import tensorflow as tf
+
+from tfchar.core.paths import cache_dir
 
 SOURCE = Path(__file__).with_name("kernels") / "rnn_loops.cc"
 # -mno-avx512fp16: Eigen's AVX512-FP16 packet code does not compile with GCC 12; float32 does not need it.
@@ -33,6 +34,8 @@ OPTIONAL_FLAGS = ["-mno-avx512fp16"]
 _lock = threading.Lock()
 _state: dict = {}
 log = logging.getLogger("tfchar")
+# What a failed build or load raises: no compiler, a compile error, a library that does not load.
+BUILD_ERRORS = (RuntimeError, OSError, subprocess.SubprocessError, tf.errors.OpError)
 
 
 def enabled() -> bool:
@@ -41,7 +44,7 @@ def enabled() -> bool:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("TFCHAR_CACHE") or Path.home() / ".cache" / "tfchar") / "native"
+    return cache_dir() / "native"
 
 
 def compiler() -> str | None:
@@ -106,8 +109,9 @@ def build(force: bool = False) -> Path:
     return target
 
 
-def _load():
-    """Load the cached library; one that does not load (truncated, corrupted) is rebuilt once."""
+def load():
+    """Load the cached library (building it if needed); one that does not load (truncated, corrupted) is
+    rebuilt once."""
     try:
         return tf.load_op_library(str(build()))
     except tf.errors.OpError:
@@ -121,27 +125,9 @@ def ops():
     with _lock:
         if "ops" not in _state:
             try:
-                _state["ops"] = _load()
-            except (RuntimeError, OSError, subprocess.SubprocessError, tf.errors.OpError) as e:
+                _state["ops"] = load()
+            except BUILD_ERRORS as e:
                 _state["ops"] = None
                 log.warning("tfchar: native RNN loops unavailable (%s); using the slower XLA loops. "
                             "Install g++ to enable them, or set TFCHAR_NATIVE=0 to silence this.", e)
         return _state["ops"]
-
-
-def main() -> int:
-    if not enabled():
-        print("error: native RNN loops are disabled by TFCHAR_NATIVE=0: unset it to build them", file=sys.stderr)
-        return 1
-    try:
-        path = build(force="--force" in sys.argv[1:])
-        _load()
-    except (RuntimeError, OSError, subprocess.SubprocessError, tf.errors.OpError) as e:
-        print(f"error: native RNN loops unavailable: {e}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,34 +1,34 @@
-"""Progressive scoring of a text: nats and bits per character with the state carried through the text.
+"""The Keras route: a run's checkpoint (or a model in memory) scored with the Keras layers and sampled with
+an in-process copy of the exported generator.
 
-The text is laid out as `streams` contiguous rows (the stateful layout), each scored from a fresh state
-in chunks, so memory stays bounded for any length and every scheme's model is measured the same way.
-With `streams=1` every character but the first is scored with its whole left context.
+`KerasScorer` is how fit validates: a stateful copy of the weights reads `streams` contiguous rows of the
+text (the progressive layout of `ops.streams`), so the training model's state is never touched. With
+`streams=1` every character but the first is scored with its whole left context.
 
 Example:
-    scorer = Scorer(model_cfg, vocab_size=65)
-    result = scorer.score(train_model, corpus.val)  # {"nats": ..., "bpc": ..., "chars": ...}
+    runtime = open_run("runs/shakespeare")            # its best checkpoint
+    runtime.score(ids, streams=8)["bpc"]              # = fit's validation figure
+    runtime.generate(runtime.vocab.encode("ROMEO:"), 100, temperature=0.8, seed=7)
 """
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from tfchar.data import stream_view
-from tfchar.models import build_from_config, reset_states
-from tfchar.train_step import token_nll
-
-LN2 = math.log(2.0)
-
-
-def bpc(nats: float) -> float:
-    return nats / LN2
+from tfchar.nn.checkpoint import load_run, load_weights
+from tfchar.nn.generator import CharGenerator
+from tfchar.nn.models import build_from_config, reset_states
+from tfchar.ops.loss import token_nll
+from tfchar.ops.metrics import summary
+from tfchar.ops.streams import fitting_streams, progressive
+from tfchar.runtimes.base import GraphSteps, Runtime, pieces
 
 
-class Scorer:
-    """Scores id arrays with a stateful copy of a model's weights; the training model is never touched.
+class KerasScorer:
+    """Scores id arrays with a stateful copy of a model's weights; the model it copies is never touched.
 
     Args:
         model_cfg: `config.ModelConfig` of the model to score.
@@ -48,21 +48,62 @@ class Scorer:
 
         self._step = step
 
-    def score(self, weights_from, ids: np.ndarray) -> dict:
-        """Mean nats/char and bpc of `ids` under the weights of `weights_from` (a Keras model)."""
+    def score(self, weights_from, ids: np.ndarray, limit: int = 0) -> dict:
+        """`ops.metrics.summary` of `ids` under the weights of `weights_from` (a Keras model; None: the
+        weights already loaded into `self.model`); `limit`: at most that many characters (`ops.streams`)."""
         if weights_from is not None:
             self.model.set_weights(weights_from.get_weights())
-        streams = self.streams if (len(ids) - 1) // self.streams >= 1 else 1
-        if streams != self.streams:  # a text shorter than one character per stream: score it as one
-            return Scorer(self.model_cfg, self.vocab_size, streams=1, chunk=self.chunk).score(self.model, ids)
-        view = stream_view(ids, streams)  # [B, L + 1]
-        length = view.shape[1] - 1
+        if fitting_streams(len(ids), self.streams) != self.streams:  # shorter than a character per row: one row
+            one = KerasScorer(self.model_cfg, self.vocab_size, streams=1, chunk=self.chunk)
+            return one.score(self.model, ids, limit)
         reset_states(self.model)
-        total = 0.0
-        for start in range(0, length, self.chunk):
-            w = view[:, start:min(length, start + self.chunk) + 1].astype(np.int32)  # [B, t + 1]
-            total += float(self._step(w[:, :-1], w[:, 1:]))
+        total, count = progressive(lambda x, y: float(self._step(x, y)), ids, self.streams, self.chunk, limit)
         reset_states(self.model)
-        count = streams * length
-        nats = total / max(1, count)
-        return {"nats": nats, "bpc": bpc(nats), "perplexity": math.exp(min(nats, 700)), "chars": count}
+        return summary(total, count)
+
+
+class KerasRuntime(Runtime):
+    """A Keras char-RNN in this process: scored by its Keras layers, sampled by a `CharGenerator` copy.
+
+    Args:
+        model: the Keras model (any batch size; its weights are copied into the generator).
+        vocab: its `Vocab`; config: its `Config` (the [model] section builds the scoring copy).
+        checkpoint: the checkpoint it was loaded from, if any; path: the run dir or checkpoint named.
+    """
+
+    kind = "keras"
+
+    def __init__(self, model, vocab, config, checkpoint=None, path=None):
+        self.model = model
+        self.generator = CharGenerator.from_keras(model, vocab)
+        super().__init__(vocab, self.generator.state_size, path=path, config=config, checkpoint=checkpoint)
+        self._steps = GraphSteps(self.generator.step, self.state_size, self.vocab_size)
+
+    def describe(self) -> str:
+        return f"{self.checkpoint or self.path or 'in-memory model'} (Keras checkpoint)"
+
+    def refresh(self) -> None:
+        """Copy the model's current weights into the generator again (the trainer's preview samples)."""
+        self.generator.assign_from_keras(self.model)
+
+    def step(self, token, state):
+        return self._steps.one(token, state)
+
+    def run(self, x, y, state):
+        return self._steps.run(x, y, state)
+
+    def score(self, ids, streams: int = 1, chunk: int = 256) -> dict:
+        """fit's own figure: the Keras layers (`KerasScorer`), `streams` rows with the state carried."""
+        return KerasScorer(self.config.model, self.vocab_size, streams=streams, chunk=chunk).score(self.model, ids)
+
+    def samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
+        chunks = self.generator.stream(ids, length, num_samples, temperature, top_k, top_p, seed)
+        return pieces(chunks, self.vocab.codepoints, num_samples)
+
+
+def open_run(path, which: str = "best") -> KerasRuntime:
+    """The Keras runtime of a run dir's `best` (or `last`) checkpoint, or of a checkpoint dir."""
+    cfg, vocab, ckpt = load_run(path, which)
+    model = build_from_config(cfg.model, len(vocab), batch_size=1, seq_length=None, stateful=False)
+    load_weights(model, ckpt)
+    return KerasRuntime(model, vocab, cfg, checkpoint=ckpt, path=Path(path))

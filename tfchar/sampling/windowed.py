@@ -1,21 +1,21 @@
 """Windowed sampling (De Boom et al. 2018): each new character is predicted from the last K characters alone.
 
-Progressive sampling (`tfchar.sampler`, the default) reads one character per step and carries the state,
+Progressive sampling (`Runtime.samples`, the default) reads one character per step and carries the state,
 so the model conditions on everything generated so far. Windowed sampling instead re-reads the last
 `window` characters (prime included) from a zero state for every new character, which is how a model
 trained on windows from zero state (schemes `windows`, `overlap`, `single_loss`) saw its inputs. It costs
 `window` steps per character instead of one.
 
-The draw is the sampler's own (`sampler.seed_rng`, `next_rng`, `uniform`, `draw`), one generator step per
-character, so temperature, top-k, top-p and seeds mean the same as in progressive sampling; with a window
+The draw is the exported sampler's own (`ops.rng.seed_rng`, `next_rng`, `uniform`, `ops.draw.draw`), one
+generator step per character, so temperature, top-k, top-p and seeds mean the same as in progressive sampling; with a window
 at least as long as prime + length the two give the same text.
 
 Shapes: B samples (streams), K window, V vocabulary, S packed state.
 
 Example:
-    route = sampler.open_model("runs/shakespeare")
-    ids = windowed_sample(step_model(route, "runs/shakespeare"), vocab.encode("ROMEO:"), 200, window=50, seed=7)
-    vocab.decode(ids[0])
+    runtime = load_runtime("runs/shakespeare")
+    ids = windowed_sample(runtime, runtime.vocab.encode("ROMEO:"), 200, window=50, seed=7)
+    runtime.vocab.decode(ids[0])
 """
 
 from __future__ import annotations
@@ -25,22 +25,23 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from tfchar import sampler
-from tfchar.errors import ConfigError
-from tfchar.evaluator import StepModel, step_model
+from tfchar.core.errors import ConfigError
+from tfchar.ops import draw
+from tfchar.ops import rng as rng_ops
+from tfchar.runtimes.base import Runtime, pieces
 
 
-def windowed_stream(model: StepModel, prime_ids, length: int, window: int, temperature: float = 1.0, top_k: int = 0,
+def windowed_stream(model: Runtime, prime_ids, length: int, window: int, temperature: float = 1.0, top_k: int = 0,
                     top_p: float = 1.0, seed: int = 0, num_samples: int = 1, chunk: int = 64) -> Iterator[np.ndarray]:
     """Sample by windows, yielding int32[B, n] pieces as they come.
 
     Args:
-        model: a `tfchar.evaluator.StepModel` (any route's `step`: `step_model(route, path)`).
+        model: any runtime (its `run` reads each window).
         prime_ids: int32[N] token ids read first; empty means "as if after token id 0", as in `generate`.
         length: tokens to sample per sample.
         window: K >= 1, characters re-read from zero state before each new one.
-        temperature, top_k, top_p: as `sampler.sample_ids` (temperature <= 0: greedy).
-        seed: seed of sample 0; sample i uses `sampler.sample_seeds(seed, B)[i]`, as progressive sampling.
+        temperature, top_k, top_p: as `ops.draw.sample_ids` (temperature <= 0: greedy).
+        seed: seed of sample 0; sample i uses `ops.rng.sample_seeds(seed, B)[i]`, as progressive sampling.
         num_samples: B, samples drawn together.
         chunk: tokens per yielded piece.
     """
@@ -50,13 +51,13 @@ def windowed_stream(model: StepModel, prime_ids, length: int, window: int, tempe
     if ids.size == 0:
         ids = np.zeros([1], np.int32)
     context = np.tile(ids[-window:], (num_samples, 1))  # [B, <= K]: only the last K ever matter
-    rng = sampler.seed_rng(tf.constant(sampler.sample_seeds(seed, num_samples)))  # [B]
-    knobs = sampler.settings(temperature, top_k, top_p, model.vocab_size)
+    rng = rng_ops.seed_rng(tf.constant(rng_ops.sample_seeds(seed, num_samples)))  # [B]
+    knobs = draw.settings(temperature, top_k, top_p, model.vocab_size)
 
     @tf.function
     def pick(logits, rng):  # the progressive loop's draw: advance the generator, then inverse CDF
-        rng = sampler.next_rng(rng)
-        return sampler.draw(tf.cast(logits, tf.float32), sampler.uniform(rng), knobs), rng
+        rng = rng_ops.next_rng(rng)
+        return draw.draw(tf.cast(logits, tf.float32), rng_ops.uniform(rng), knobs), rng
 
     piece = []
     for _ in range(length):
@@ -72,7 +73,7 @@ def windowed_stream(model: StepModel, prime_ids, length: int, window: int, tempe
         yield np.concatenate(piece, axis=1)
 
 
-def windowed_sample(model: StepModel, prime_ids, length: int, window: int, temperature: float = 1.0, top_k: int = 0,
+def windowed_sample(model: Runtime, prime_ids, length: int, window: int, temperature: float = 1.0, top_k: int = 0,
                     top_p: float = 1.0, seed: int = 0, num_samples: int = 1) -> np.ndarray:
     """All of `windowed_stream` at once: int32[B, length] sampled token ids (B = num_samples).
 
@@ -83,20 +84,11 @@ def windowed_sample(model: StepModel, prime_ids, length: int, window: int, tempe
     return np.concatenate(pieces, axis=1) if pieces else np.zeros([num_samples, 0], np.int32)
 
 
-def route_samples(route, path, ids, length: int, window: int, temperature: float, top_k: int, top_p: float,
-                  seed: int, num_samples: int):
-    """`route.samples` for windowed sampling: yields (sample index, code points) pieces in print order.
+def windowed_samples(runtime: Runtime, ids, length: int, window: int, temperature: float, top_k: int,
+                     top_p: float, seed: int, num_samples: int):
+    """`Runtime.samples` for windowed sampling: (sample index, code points) pieces in print order.
 
-    Args:
-        route: `sampler.open_model(path)`; path: the MODEL it was opened from (the .tflite route needs it).
-        The rest as `windowed_stream`.
+    Args: as `windowed_stream`.
     """
-    chunks = windowed_stream(step_model(route, path), ids, length, window, temperature, top_k, top_p, seed,
-                             num_samples)
-    if num_samples == 1:
-        for chunk in chunks:
-            yield 0, route.vocab.codepoints[chunk[0]]
-        return
-    out = np.concatenate(list(chunks), axis=1)  # [B, length]
-    for i in range(num_samples):
-        yield i, route.vocab.codepoints[out[i]]
+    chunks = windowed_stream(runtime, ids, length, window, temperature, top_k, top_p, seed, num_samples)
+    return pieces(chunks, runtime.vocab.codepoints, num_samples)

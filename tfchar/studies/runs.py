@@ -1,4 +1,4 @@
-"""Reproducible comparison studies: training schemes (De Boom et al. 2018) and cells at equal size (Collins et al. 2016).
+"""One study run: train at a fixed budget and measure it; and a whole study, run after run, into a table and plot.
 
 Every run trains the same architecture for the same budget of processed characters
 (`train.max_steps = chars // (batch_size * seq_length)`: single_loss reads as many characters as the others
@@ -11,37 +11,35 @@ but scores one position per window), then is measured the same way:
     progressive_cps, windowed_cps   sampling characters/s of the best checkpoint, run-dir route
     diverged       the loss became NaN/inf (fit stopped); max_rise_bpc: largest rise of val bpc above its best so far
 
-Corpora: tiny-shakespeare (TFDS) and Python source: the standard library's own `.py` files (tests excluded),
-sorted by path and concatenated up to a few MB, so every machine can rebuild the same kind of text.
-
 Example:
-    rows = run_schemes(Path("docs/study"), Setup(chars=1_500_000))
-    rows = run_cells(Path("docs/study"), Setup(chars=1_500_000))
+    row = train_run("lstm", "tfds:tiny_shakespeare", Setup(chars=100_000), Path("/tmp/run"))
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import math
 import shutil
 import statistics
-import sys
-import sysconfig
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tfchar import config as config_lib
-from tfchar.data import SCHEMES
-from tfchar.errors import ConfigError, TrainingDiverged
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-CELLS = ("lstm", "gru", "rnn")
-STDLIB_BYTES = 2_000_000
+from tfchar.core import config as config_lib
+from tfchar.core.errors import TrainingDiverged
+from tfchar.data.corpus import load_corpus
+from tfchar.ops.cells import GATES
+from tfchar.runtimes.keras import open_run
+from tfchar.sampling.windowed import windowed_sample
+from tfchar.studies.tables import CELL_COLUMNS, SCHEME_COLUMNS, plot, write_table
+from tfchar.training.trainer import fit
 
 
 @dataclass(frozen=True)
@@ -74,59 +72,9 @@ class Setup:
         return max(1, self.chars // (self.batch_size * self.seq_length))
 
 
-# ============================================================================================ corpora
-
-def stdlib_text(path: Path, max_bytes: int = STDLIB_BYTES) -> Path:
-    """Write the Python standard library's `.py` files, sorted by path, into one UTF-8 file of <= max_bytes.
-
-    Test suites (`test/`, `tests/`, `idle_test/`) and third-party `site-packages` are left out: they are
-    not the library's own code and carry large data literals. Whole files only; deterministic for a
-    given Python version. Returns `path` (rewritten only if its content would change).
-    """
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
-    parts, size = [], 0
-    for p in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
-        if skip & set(p.relative_to(root).parts):
-            continue
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        n = len(text.encode("utf-8")) + 1
-        if size + n > max_bytes:
-            break
-        parts.append(text + "\n")
-        size += n
-    if not parts:
-        raise ConfigError(f"no readable .py files under {root} (or max_bytes={max_bytes} is too small)")
-    content = "".join(parts)
-    path = Path(path)
-    if not path.is_file() or path.read_text(encoding="utf-8") != content:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-    return path
-
-
-def default_corpora(work: Path, stdlib_bytes: int = STDLIB_BYTES, names=("tiny_shakespeare", "python")) -> dict[str, str]:
-    """{corpus name: data.source} of the chosen `names`: tiny-shakespeare and/or the stdlib's Python source."""
-    unknown = set(names) - {"tiny_shakespeare", "python"}
-    if unknown or not names:
-        raise ConfigError(f"unknown corpus {', '.join(sorted(unknown)) or '(none)'}: use tiny_shakespeare and/or python")
-    py = sys.version_info
-    out = {}
-    if "tiny_shakespeare" in names:
-        out["tiny_shakespeare"] = "tfds:tiny_shakespeare"
-    if "python" in names:
-        out[f"python{py.major}.{py.minor}-stdlib"] = str(stdlib_text(work / "stdlib.py.txt", stdlib_bytes))
-    return out
-
-
-# ============================================================================================ one run
-
 def params_of(cell: str, rnn_size: int, num_layers: int, embedding_dim: int, vocab_size: int) -> int:
-    """Trainable parameters of `tfchar.models.build_model` (GRU reset_after has two bias vectors)."""
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    """Trainable parameters of `tfchar.nn.models.build_model` (GRU reset_after has two bias vectors)."""
+    gates = GATES[cell]
     biases = 2 if cell == "gru" else 1
     total, width = vocab_size * embedding_dim, embedding_dim
     for _ in range(num_layers):
@@ -143,8 +91,6 @@ def size_for_params(cell: str, target: int, num_layers: int, embedding_dim: int,
 def train_run(name: str, source: str, setup: Setup, run_dir: Path, scheme: str = "stateful",
               log: Callable[[str], None] = print) -> dict:
     """Train one run of a study and measure it (see the module docstring for the fields)."""
-    from tfchar.trainer import fit
-
     overrides = {"data.source": source, "data.batch_size": setup.batch_size, "data.seq_length": setup.seq_length,
                  "model.cell": setup.cell, "model.rnn_size": setup.rnn_size, "model.num_layers": setup.num_layers,
                  "model.embedding_dim": setup.embedding_dim, "train.scheme": scheme,
@@ -195,9 +141,6 @@ def _max_rise(history: list[dict]) -> float:
 
 def _train_speed(run_dir: Path) -> float:
     """Median of the trainer's chars_per_sec summaries: robust to the few windows that include an evaluation."""
-    import tensorflow as tf
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     logdir = run_dir / "logs" / "train"
     if not logdir.is_dir():
         return math.nan
@@ -209,25 +152,15 @@ def _train_speed(run_dir: Path) -> float:
 
 def _measure_checkpoint(run_dir: Path, setup: Setup) -> dict:
     """Test bpc of the best checkpoint (fit's 8-stream measure) and sampling speed of both sampling schemes."""
-    from tfchar.checkpoint import load_run
-    from tfchar.corpus import load_corpus
-    from tfchar.evaluator import score_keras
-
-    cfg, vocab, ckpt = load_run(run_dir)
-    test = load_corpus(cfg.data).test
-    out = {"test_bpc": score_keras(cfg.model, len(vocab), ckpt, test, streams=8)["bpc"]}
-    out.update(sampling_speeds(run_dir, setup.sample_chars, setup.seq_length, setup.seed))
+    runtime = open_run(run_dir)
+    out = {"test_bpc": runtime.score(load_corpus(runtime.config.data).test, streams=8)["bpc"]}
+    out.update(sampling_speeds(runtime, setup.sample_chars, setup.seq_length, setup.seed))
     return out
 
 
-def sampling_speeds(run_dir: Path, length: int, window: int, seed: int = 0) -> dict:
-    """Characters/s of progressive and windowed (window K) sampling from a run dir, after one warm-up call each."""
-    from tfchar.evaluator import step_model
-    from tfchar.sampler import open_model, stream_ids
-    from tfchar.windowed import windowed_sample
-
-    route = open_model(run_dir)
-    prime = route.vocab.encode("\n")
+def sampling_speeds(runtime, length: int, window: int, seed: int = 0) -> dict:
+    """Characters/s of progressive and windowed (window K) sampling with a runtime, after one warm-up call each."""
+    prime = runtime.vocab.encode("\n")
 
     def timed(fn, n):
         fn(min(n, 8))  # trace the graphs first: speed, not compilation, is measured
@@ -238,54 +171,14 @@ def sampling_speeds(run_dir: Path, length: int, window: int, seed: int = 0) -> d
             best = min(best, time.perf_counter() - start)
         return n / best
 
-    model = step_model(route, run_dir)
-    progressive = timed(lambda n: list(stream_ids(route.gen, prime, n, seed=seed)), length)
-    windowed = timed(lambda n: windowed_sample(model, prime, n, window, seed=seed), max(10, length // 5))
+    progressive = timed(lambda n: runtime.generate(prime, n, seed=seed), length)
+    windowed = timed(lambda n: windowed_sample(runtime, prime, n, window, seed=seed), max(10, length // 5))
     return {"progressive_cps": progressive, "windowed_cps": windowed}
 
 
-# ============================================================================================ studies
-
-def run_schemes(out_dir: Path, setup: Setup, corpora: dict[str, str] | None = None, schemes=SCHEMES,
-                runs_dir: Path | None = None, stdlib_bytes: int = STDLIB_BYTES, names=("tiny_shakespeare", "python"),
-                log: Callable[[str], None] = print) -> list[dict]:
-    """Every training scheme on every corpus at the same budget; writes schemes.{md,csv,png} into out_dir.
-
-    Args:
-        out_dir: where schemes.md, schemes.csv and schemes.png go.
-        setup: the shared architecture and budget.
-        corpora: {name: data.source}; default: `default_corpora(names=names)`: tiny-shakespeare and
-            `stdlib_bytes` of stdlib Python source.
-        schemes: training schemes to compare.
-        runs_dir: keep the runs there (None: a temporary dir, deleted afterwards).
-    """
-    return _study("schemes", out_dir, runs_dir, log, lambda work: [
-        (f"{corpus}/{scheme}", corpus, source, setup, scheme, {})
-        for corpus, source in (corpora or default_corpora(work, stdlib_bytes, names)).items() for scheme in schemes])
-
-
-def run_cells(out_dir: Path, setup: Setup, source: str = "tfds:tiny_shakespeare", cells=CELLS,
-              runs_dir: Path | None = None, log: Callable[[str], None] = print) -> list[dict]:
-    """LSTM, GRU and vanilla RNN at the parameter count of `setup` (its cell); writes cells.{md,csv,png}."""
-    from tfchar.corpus import load_corpus
-
-    vocab_size = len(load_corpus(config_lib.load_config(None, [f"--data.source={source}"]).data).vocab)
-    target = params_of(setup.cell, setup.rnn_size, setup.num_layers, setup.embedding_dim, vocab_size)
-    plans = []
-    for cell in cells:
-        size = size_for_params(cell, target, setup.num_layers, setup.embedding_dim, vocab_size)
-        cell_setup = Setup(**{**asdict(setup), "cell": cell, "rnn_size": size})
-        params = params_of(cell, size, setup.num_layers, setup.embedding_dim, vocab_size)
-        plans.append((f"{cell}-{setup.num_layers}x{size}", _corpus_name(source), source, cell_setup, "stateful",
-                      {"params": params}))
-    return _study("cells", out_dir, runs_dir, log, lambda work: plans)
-
-
-def _corpus_name(source: str) -> str:
-    return source[5:].split("/")[0] if source.startswith("tfds:") else Path(source).stem
-
-
-def _study(kind: str, out_dir: Path, runs_dir: Path | None, log, plan) -> list[dict]:
+def run_study(kind: str, out_dir: Path, runs_dir: Path | None, log, plan) -> list[dict]:
+    """Train every (name, corpus, source, setup, scheme, extra columns) run of `plan(work dir)` and write the
+    study's table and plot into `out_dir` (runs go to `runs_dir`, else a temporary dir deleted afterwards)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     temporary = runs_dir is None
@@ -304,66 +197,3 @@ def _study(kind: str, out_dir: Path, runs_dir: Path | None, log, plan) -> list[d
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
-
-
-# ============================================================================================ outputs
-
-SCHEME_COLUMNS = ("scheme", "corpus", "val_bpc", "test_bpc", "wall_s", "train_cps", "progressive_cps",
-                  "windowed_cps", "diverged", "max_rise_bpc")
-CELL_COLUMNS = ("cell", "rnn_size", "params", "corpus", "val_bpc", "test_bpc", "wall_s", "train_cps",
-                "progressive_cps", "windowed_cps", "diverged", "max_rise_bpc")
-
-
-def _fmt(key: str, value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        return f"{value:,.0f}" if key.endswith("cps") or key == "wall_s" else f"{value:.3f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def write_table(rows: list[dict], out_dir: Path, name: str, columns) -> None:
-    """`name.md` (a markdown table) and `name.csv` (raw numbers) with `columns` of each row."""
-    out_dir = Path(out_dir)
-    with open(out_dir / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([(round(r[c], 4) if isinstance(r.get(c), float) else r.get(c, "")) for c in columns])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(c, r.get(c, "")) for c in columns) + " |" for r in rows]
-    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def plot(rows: list[dict], path: Path, title: str, log=print) -> bool:
-    """Validation bpc against training time, one line per run, one panel per corpus; False if no matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log(f"matplotlib is not installed: {path} not written (pip install matplotlib)")
-        return False
-    corpora = list(dict.fromkeys(r["corpus"] for r in rows))
-    fig, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 4.2), squeeze=False)
-    for ax, corpus in zip(axes[0], corpora):
-        for r in (r for r in rows if r["corpus"] == corpus):
-            if r["history"]:
-                t, v = zip(*r["history"])
-                label = r["run"].split("/")[-1] + (" (diverged)" if r["diverged"] else "")
-                ax.plot(t, v, marker="o", markersize=3, label=label)
-        ax.set_title(corpus)
-        ax.set_xlabel("training time (s, evaluations included)")
-        ax.set_ylabel("validation bpc")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True

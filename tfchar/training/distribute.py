@@ -17,8 +17,8 @@ import os
 
 import tensorflow as tf
 
-from tfchar.errors import ConfigError
-from tfchar.train_step import token_nll, weighted_mean
+from tfchar.core.errors import ConfigError
+from tfchar.ops.loss import token_nll, weighted_mean
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -77,7 +77,7 @@ def distribute_dataset(strategy, make_global_dataset, batch_size: int):
 
 
 def make_distributed_train_step(strategy, model, optimizer, grad_clip: float, loss_weights=None):
-    """Like `train_step.make_train_step`, across replicas: (x, y) per-replica -> (global mean loss, norm).
+    """Like `step.make_train_step`, across replicas: (x, y) per-replica -> (global mean loss, norm).
 
     Gradients are all-reduced before global-norm clipping, so clipping sees the same norm as on one device.
     Keras's optimizer sums gradients across replicas again inside `apply_gradients`; each replica hands it

@@ -11,14 +11,12 @@ Example:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
-LN2 = math.log(2.0)
-
+from tfchar.ops.metrics import bpc
 
 def hparams_of(cfg) -> dict:
     """The hyperparameters shown in the HParams dashboard (flat `section.key` names)."""
@@ -49,7 +47,7 @@ class Summaries:
     def train(self, step: int, loss: float, grad_norm: float, lr: float, chars_per_sec: float) -> None:
         with self._train.as_default(step=step):
             tf.summary.scalar("loss", loss, description="training cross-entropy, nats per character")
-            tf.summary.scalar("bpc", loss / LN2, description="training bits per character")
+            tf.summary.scalar("bpc", bpc(loss), description="training bits per character")
             tf.summary.scalar("learning_rate", lr)
             tf.summary.scalar("grad_norm", grad_norm, description="global gradient norm before clipping")
             tf.summary.scalar("chars_per_sec", chars_per_sec, description="training characters per second")

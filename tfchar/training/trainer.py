@@ -6,132 +6,148 @@ separate stateful copy (so training state is never disturbed), checkpoints named
 validation loss, resume at the exact batch of an epoch (with optimizer, schedule and carried state),
 and a checkpoint on Ctrl-C.
 
+`fit` runs named steps around one `Session` (everything a run holds while it trains) and its `TrainState`
+(what a checkpoint records):
+
+    build -> restore -> prepare -> run_epoch ... (evaluate_and_save every eval_every steps and at epoch ends)
+          -> finish
+
 Example:
-    result = fit(load_config("pipelines/tiny_shakespeare.toml"), run_name="tiny_shakespeare")
+    result = fit(load_config("pipelines/tiny_shakespeare.toml"), Path("runs/tiny_shakespeare"))
     result["best_val_bpc"]
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import math
 import shutil
-import signal
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import keras
-import tensorflow as tf
 
-from tfchar import checkpoint as ckpt_lib
-from tfchar import config as config_lib
-from tfchar import data as data_lib
-from tfchar.corpus import describe, load_corpus
-from tfchar.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
-from tfchar.distribute import distribute_dataset, is_chief, make_distributed_train_step, make_strategy, per_replica_batch
-from tfchar.evaluation import Scorer, bpc
-from tfchar.models import build_from_config, get_states, param_count, reset_states, set_states
-from tfchar.progress import ProgressBar
-from tfchar.summaries import Summaries
-from tfchar.train_step import make_train_step
-from tfchar.vocab import Vocab
+from tfchar.core import config as config_lib
+from tfchar.core.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
+from tfchar.core.vocab import Vocab
+from tfchar.data import pipeline as data_lib
+from tfchar.data.corpus import Corpus, describe, load_corpus
+from tfchar.nn import checkpoint as ckpt_lib
+from tfchar.nn.models import build_from_config, get_states, param_count, reset_states, set_states
+from tfchar.ops.metrics import bpc
+from tfchar.runtimes.keras import KerasRuntime, KerasScorer
+from tfchar.training.distribute import (distribute_dataset, is_chief, make_distributed_train_step, make_strategy,
+                                        per_replica_batch)
+from tfchar.training.progress import ProgressBar
+from tfchar.training.schedule import EpochDecay
+from tfchar.training.signals import StopFlag
+from tfchar.training.step import make_train_step
+from tfchar.training.summaries import Summaries
 
-
-@keras.saving.register_keras_serializable("tfchar")
-class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """char-rnn's schedule: full rate for `decay_after` epochs, then times `decay` after every epoch.
-
-    Args:
-        base: initial learning rate.
-        decay: factor per epoch once decay starts (1 = constant).
-        decay_after: epochs at the full rate.
-        steps_per_epoch: optimizer steps per epoch (turns the optimizer's step count into epochs).
-    """
-
-    def __init__(self, base: float, decay: float, decay_after: int, steps_per_epoch: int):
-        self.base, self.decay, self.decay_after, self.steps_per_epoch = base, decay, decay_after, steps_per_epoch
-
-    def __call__(self, step):
-        epoch = tf.math.floordiv(tf.cast(step, tf.float32), float(self.steps_per_epoch))
-        return self.base * tf.pow(self.decay, tf.maximum(0.0, epoch - self.decay_after + 1.0))
-
-    def get_config(self):
-        return {"base": self.base, "decay": self.decay, "decay_after": self.decay_after,
-                "steps_per_epoch": self.steps_per_epoch}
+TRAIN_SUMMARY_EVERY = 20  # steps per TensorBoard training point (averaged over them)
 
 
-def default_run_name(cfg: config_lib.Config, pipeline: str | None) -> str:
-    if cfg.train.name:
-        return cfg.train.name
-    if pipeline:
-        return Path(pipeline).stem
-    src = cfg.data.source
-    if src.startswith("tfds:"):
-        return src[5:].split("/")[0].split(":")[0]
-    p = Path(src.rstrip("/"))
-    return (p.parent.name if p.name == "input.txt" and p.parent.name else p.stem) or "run"
+@dataclass
+class TrainState:
+    """The progress a checkpoint records (`trainer_state.json`) and resume restores."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_val_loss: float | None = None
+    val_loss: float | None = None
+    elapsed: float = 0.0  # training seconds so far, evaluations included, across resumes
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainState":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
 
 
-def resolve_config(pipeline: str | None, overrides: list[str]) -> tuple[config_lib.Config, Path]:
-    """The config and run dir for `fit`: a new run's, or on resume the saved run's plus train/export overrides."""
-    cfg = config_lib.load_config(pipeline, overrides)
-    name = default_run_name(cfg, pipeline)
-    if not cfg.train.resume:
-        if cfg.train.run_dir:
-            run_dir = Path(cfg.train.run_dir)
-            if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
-                raise ConfigError(f"{run_dir} already holds a run: continue it with --train.resume=true, or pick "
-                                  f"another --train.run_dir")
-        else:
-            run_dir, n = Path("runs") / name, 2
-            while (run_dir / "checkpoints").exists():
-                run_dir, n = Path("runs") / f"{name}-{n}", n + 1
-        return cfg, run_dir
-    run_dir = Path(cfg.train.run_dir) if cfg.train.run_dir else Path("runs") / name
-    if not (run_dir / "config.toml").is_file():
-        raise CheckpointError(f"cannot resume: {run_dir} is not a run directory (no config.toml); give "
-                              f"--train.run_dir=runs/<name> of an earlier run")
-    ckpt_lib.resolve_checkpoint(run_dir, "last")  # raises when there is nothing to resume from
-    saved = config_lib.load_resolved(run_dir / "config.toml")
-    cli = config_lib.parse_overrides(overrides)
-    changed = [f"{s}.{k}" for s in ("data", "model") for k, v in cli.get(s, {}).items()
-               if getattr(getattr(saved, s), k) != v]
-    if changed:
-        raise ConfigError(f"cannot change {', '.join(changed)} when resuming; start a new run from these weights "
-                          f"with --train.init_from={run_dir} instead")
-    train = {**cli.get("train", {}), "resume": True, "run_dir": str(run_dir)}
-    return saved.replace(train=train, export=cli.get("export", {})), run_dir
+@dataclass
+class Window:
+    """Training steps since the last TensorBoard point: their count, summed loss and gradient norm."""
+
+    start: float = field(default_factory=time.time)
+    steps: int = 0
+    loss: float = 0.0
+    norm: float = 0.0
 
 
-class _StopFlag:
-    """Turns the first Ctrl-C into a flag the loop checks after each step (a second one aborts)."""
+@dataclass
+class Session:
+    """Everything one run holds while it trains (built by `build`, completed by `restore` and `prepare`)."""
 
-    def __init__(self):
-        self.stop = False
-        self._previous = None
+    cfg: config_lib.Config
+    run_dir: Path
+    log: Callable[[str], None]
+    corpus: Corpus
+    steps_per_epoch: int
+    loss_weights: object  # float32[T] position weights, or None
+    strategy: object
+    chief: bool
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    schedule: EpochDecay
+    n_params: int
+    state: TrainState = field(default_factory=TrainState)
+    rnn_state: list | None = None  # carried state to put back when a resumed epoch continues
+    train_step: Callable | None = None
+    scorer: KerasScorer | None = None
+    preview: KerasRuntime | None = None  # samples the TensorBoard text at each evaluation
+    summaries: Summaries | None = None
+    history: object = None  # history.jsonl, open for appending
+    last_eval_step: int = -1
+    started: float = field(default_factory=time.time)
+    elapsed_before: float = 0.0
 
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.stop:
-                raise KeyboardInterrupt
-            self.stop = True
-            print("\ninterrupt: writing a checkpoint (Ctrl-C again to abort)", flush=True)
+    @property
+    def distributed(self) -> bool:
+        return self.cfg.train.strategy != "default"
 
-        try:
-            self._previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not in the main thread (e.g. a tuner worker): no handler
-            self._previous = None
-        return self
+    @property
+    def stateful(self) -> bool:
+        return self.cfg.train.scheme == "stateful"
 
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def elapsed(self) -> float:
+        """Training seconds, evaluations included, counting the time of the runs this one resumes."""
+        return self.elapsed_before + time.time() - self.started
+
+    def epoch_float(self) -> float:
+        return self.state.epoch + self.state.batch_in_epoch / self.steps_per_epoch
+
+    def done(self) -> bool:
+        """max_steps reached (the epochs loop ends by itself)."""
+        return bool(self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps)
+
+    def close(self) -> None:
+        """Close the history file and the TensorBoard writers (once; also after an error)."""
+        if self.history is not None and not self.history.closed:
+            self.history.close()
+        if self.summaries is not None:
+            self.summaries.close()
+            self.summaries = None
+
+    def carried_state(self):
+        """The carried RNN state to checkpoint; under a strategy it lives on each replica's device: None."""
+        return get_states(self.model) if self.stateful and not self.distributed else None
 
 
-def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
-    """Train the model `cfg` describes, writing everything into `run_dir`. Returns the run's summary."""
+# ============================================================================================ the steps
+
+def build(cfg: config_lib.Config, run_dir: Path, log) -> Session:
+    """Seed, load the corpus, check it fits, and build the model and optimizer (under the strategy)."""
     t, d, m = cfg.train, cfg.data, cfg.model
     keras.utils.set_random_seed(t.seed)
     corpus = load_corpus(d, log)
@@ -139,9 +155,6 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
     data_lib.check_fits(len(corpus.train), d.batch_size, d.seq_length, "train", t.scheme, t.stride)
     data_lib.check_fits(len(corpus.val), 1, d.seq_length, "validation")
     steps_per_epoch = data_lib.num_batches(len(corpus.train), d.batch_size, d.seq_length, t.scheme, t.stride)
-    weights = data_lib.loss_weights(t.scheme, d.seq_length, t.burn_in)
-
-    stateful = t.scheme == "stateful"
     strategy = make_strategy(t.strategy)
     distributed = t.strategy != "default"
     chief = is_chief(strategy)
@@ -150,193 +163,216 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
     with strategy.scope():
         # The fused CPU layers' gradients are not yet verified under replica contexts: Keras layers are.
         model = build_from_config(m, len(corpus.vocab), batch_size=per_replica_batch(strategy, d.batch_size),
-                                  seq_length=d.seq_length, stateful=stateful, seed=t.seed,
+                                  seq_length=d.seq_length, stateful=t.scheme == "stateful", seed=t.seed,
                                   fast="keras" if distributed else m.implementation)
         schedule = EpochDecay(t.learning_rate, t.lr_decay, t.lr_decay_after, steps_per_epoch)
         optimizer = keras.optimizers.Adam(learning_rate=schedule)
     if distributed:
         log(f"strategy {t.strategy}: {strategy.num_replicas_in_sync} replicas x "
             f"{per_replica_batch(strategy, d.batch_size)} streams")
-    n_params = param_count(model)
-    log(f"model: {m.num_layers}x{m.rnn_size} {m.cell}, embedding {m.embedding_dim}, dropout {m.dropout}: "
-        f"{n_params:,} parameters; {len(corpus.train):,} training characters")
-    ratio = n_params / len(corpus.train)
+    s = Session(cfg, run_dir, log, corpus, steps_per_epoch, data_lib.loss_weights(t.scheme, d.seq_length, t.burn_in),
+                strategy, chief, model, optimizer, schedule, param_count(model))
+    _log_model(s)
+    return s
+
+
+def _log_model(s: Session) -> None:
+    m = s.cfg.model
+    s.log(f"model: {m.num_layers}x{m.rnn_size} {m.cell}, embedding {m.embedding_dim}, dropout {m.dropout}: "
+          f"{s.n_params:,} parameters; {len(s.corpus.train):,} training characters")
+    ratio = s.n_params / len(s.corpus.train)
     if ratio > 10:
-        log(f"warning: the model has {ratio:.0f}x more parameters than the text has characters: it will overfit "
-            f"(char-rnn's rule of thumb: same order of magnitude); use dropout or a smaller model")
+        s.log(f"warning: the model has {ratio:.0f}x more parameters than the text has characters: it will overfit "
+              f"(char-rnn's rule of thumb: same order of magnitude); use dropout or a smaller model")
     elif ratio < 0.01:
-        log(f"warning: the model has {1 / ratio:.0f}x fewer parameters than the text has characters: it will "
-            f"underfit (char-rnn's rule of thumb: same order of magnitude); a larger rnn_size should help")
+        s.log(f"warning: the model has {1 / ratio:.0f}x fewer parameters than the text has characters: it will "
+              f"underfit (char-rnn's rule of thumb: same order of magnitude); a larger rnn_size should help")
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_root = run_dir / "checkpoints"
-    ckpt_lib.clean_temporaries(ckpt_root)
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": None, "elapsed": 0.0}
-    rnn_state = None
+
+def restore(s: Session) -> None:
+    """Resume from the run's `last` checkpoint, or start from `init_from`'s weights; write config and vocab."""
+    t, d = s.cfg.train, s.cfg.data
+    s.run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_lib.clean_temporaries(s.ckpt_root)
     if t.resume:
-        last = ckpt_lib.resolve_checkpoint(run_dir, "last")
-        saved_vocab = Vocab.load(run_dir / "vocab.json", d.unit)
-        if saved_vocab != corpus.vocab:
-            raise CheckpointError(f"the text of {d.source} changed since {run_dir} was trained (different "
-                                  f"vocabulary); start a new run with --train.init_from={run_dir}")
-        with strategy.scope():
-            ckpt_lib.load_weights(model, last)
-            ckpt_lib.load_optimizer(optimizer, model, last)
-        state.update(ckpt_lib.read_trainer_state(last))
-        rnn_state = ckpt_lib.load_rnn_state(last) if stateful and not distributed else None
-        log(f"resuming {run_dir} from {last.name}: step {state['step']}, epoch {state['epoch']} "
-            f"batch {state['batch_in_epoch']}")
+        last = ckpt_lib.resolve_checkpoint(s.run_dir, "last")
+        if Vocab.load(s.run_dir / "vocab.json", d.unit) != s.corpus.vocab:
+            raise CheckpointError(f"the text of {d.source} changed since {s.run_dir} was trained (different "
+                                  f"vocabulary); start a new run with --train.init_from={s.run_dir}")
+        with s.strategy.scope():
+            ckpt_lib.load_weights(s.model, last)
+            ckpt_lib.load_optimizer(s.optimizer, s.model, last)
+        s.state = TrainState.from_json(ckpt_lib.read_trainer_state(last))
+        s.rnn_state = ckpt_lib.load_rnn_state(last) if s.stateful and not s.distributed else None
+        s.last_eval_step = s.state.step
+        s.log(f"resuming {s.run_dir} from {last.name}: step {s.state.step}, epoch {s.state.epoch} "
+              f"batch {s.state.batch_in_epoch}")
     elif t.init_from:
-        init_cfg, init_vocab, init_ckpt = ckpt_lib.load_run(t.init_from)
-        if init_vocab != corpus.vocab:
+        _, init_vocab, init_ckpt = ckpt_lib.load_run(t.init_from)
+        if init_vocab != s.corpus.vocab:
             raise CheckpointError(f"train.init_from={t.init_from} has a different vocabulary ({len(init_vocab)} "
-                                  f"symbols) than {d.source} ({len(corpus.vocab)}): initialise from a model of "
+                                  f"symbols) than {d.source} ({len(s.corpus.vocab)}): initialise from a model of "
                                   f"the same text")
-        with strategy.scope():
-            ckpt_lib.load_weights(model, init_ckpt)
-        log(f"initialised weights from {init_ckpt}")
-    config_lib.save(cfg.replace(train={"resume": False, "run_dir": str(run_dir)}), run_dir / "config.toml")
-    corpus.vocab.save(run_dir / "vocab.json")
+        with s.strategy.scope():
+            ckpt_lib.load_weights(s.model, init_ckpt)
+        s.log(f"initialised weights from {init_ckpt}")
+    config_lib.save(s.cfg.replace(train={"resume": False, "run_dir": str(s.run_dir)}), s.run_dir / "config.toml")
+    s.corpus.vocab.save(s.run_dir / "vocab.json")
 
-    if distributed:
-        train_step = make_distributed_train_step(strategy, model, optimizer, t.grad_clip, weights)
+
+def prepare(s: Session) -> None:
+    """The compiled step, the validation scorer, the sampler of the TensorBoard preview, the logs."""
+    t, m = s.cfg.train, s.cfg.model
+    vocab_size = len(s.corpus.vocab)
+    if s.distributed:
+        s.train_step = make_distributed_train_step(s.strategy, s.model, s.optimizer, t.grad_clip, s.loss_weights)
     else:
-        train_step = make_train_step(model, optimizer, t.grad_clip, weights)
-    # Under a strategy each replica's state lives on its device; only single-device runs checkpoint it.
-    carried_state = (lambda: get_states(model)) if stateful and not distributed else (lambda: None)
-    scorer = Scorer(m, len(corpus.vocab))
-    sample_model = build_from_config(m, len(corpus.vocab), batch_size=1, stateful=True) if t.sample_length else None
-    summaries = Summaries(run_dir / "logs", cfg, n_params)
-    history = open(run_dir / "history.jsonl", "a", encoding="utf-8")
-    chars_per_step = d.batch_size * d.seq_length
+        s.train_step = make_train_step(s.model, s.optimizer, t.grad_clip, s.loss_weights)
+    s.scorer = KerasScorer(m, vocab_size)
+    if t.sample_length:
+        s.preview = KerasRuntime(build_from_config(m, vocab_size, batch_size=1, stateful=True), s.corpus.vocab, s.cfg)
+    s.summaries = Summaries(s.run_dir / "logs", s.cfg, s.n_params)
+    s.history = open(s.run_dir / "history.jsonl", "a", encoding="utf-8")
+    s.started, s.elapsed_before = time.time(), s.state.elapsed
 
-    def epoch_float():
-        return state["epoch"] + state["batch_in_epoch"] / steps_per_epoch
 
-    def diverged(what: str):
-        last = ckpt_root / "last"
-        keep = f"; the last good checkpoint stays in {last.resolve()}" if last.exists() else ""
-        raise TrainingDiverged(f"{what} at step {state['step']}{keep}; lower train.learning_rate or "
-                               f"train.grad_clip and train again")
+def run_epoch(s: Session, stop: StopFlag) -> None:
+    """Train through the rest of the current epoch (or up to max_steps), evaluating every eval_every steps."""
+    t, d = s.cfg.train, s.cfg.data
+    if s.rnn_state is not None and s.state.batch_in_epoch > 0:
+        set_states(s.model, s.rnn_state)  # resumed mid-epoch: continue the carried state
+    elif s.stateful:
+        reset_states(s.model)
+    s.rnn_state = None
+    last_batch = s.state.batch_in_epoch + t.max_steps - s.state.step if t.max_steps else None
 
-    def evaluate_and_save(reason: str):
-        if not chief:
-            return None
-        val = scorer.score(model, corpus.val)
-        if not math.isfinite(val["nats"]):  # weights already broken: never checkpoint them
-            diverged(f"the validation loss became {val['nats']}")
-        is_best = state["best_val_loss"] is None or val["nats"] < state["best_val_loss"]
-        if is_best:
-            state["best_val_loss"] = val["nats"]
-        state["val_loss"] = val["nats"]
-        state["elapsed"] = elapsed()
-        name = ckpt_lib.checkpoint_name(epoch_float(), val["nats"])
-        path = ckpt_lib.save_checkpoint(ckpt_root, name, model, optimizer, dict(state), carried_state())
-        if is_best:
-            ckpt_lib.point(ckpt_root, "best", path.name)
-        ckpt_lib.prune(ckpt_root, t.keep_checkpoints)
-        text = None
-        if sample_model is not None:
-            from tfchar.sampler import sample_text
+    def epoch_data():
+        return data_lib.make_dataset(s.corpus.train, d.batch_size, d.seq_length, t.scheme, t.seed, s.state.epoch,
+                                     t.stride, start=s.state.batch_in_epoch, stop=last_batch)
 
-            sample_model.set_weights(model.get_weights())
-            text = sample_text(sample_model, corpus.vocab, prime="\n", length=t.sample_length, seed=t.seed)
-        summaries.validation(state["step"], val, text)
-        record = {"step": state["step"], "epoch": round(epoch_float(), 4), "val_loss": val["nats"],
-                  "val_bpc": val["bpc"], "time": round(state["elapsed"], 1), "checkpoint": path.name}
-        history.write(json.dumps(record) + "\n")
-        history.flush()
-        log(f"{reason} step {state['step']} (epoch {epoch_float():.2f}): val loss {val['nats']:.4f} nats/char, "
-            f"{val['bpc']:.4f} bpc{' (best)' if is_best else ''} -> {path.name}")
-        return val
+    ds = distribute_dataset(s.strategy, epoch_data, d.batch_size) if s.distributed else epoch_data()
+    bar = ProgressBar(s.steps_per_epoch, s.state.batch_in_epoch, f"epoch {s.state.epoch + 1}/{t.epochs}")
+    window = Window()
+    for x, y in ds:  # the dataset ends at max_steps too (stop=last_batch): no break, no abandoned iterator
+        loss, norm = s.train_step(x, y)
+        _count_step(s, float(loss), float(norm), bar, window)
+        if stop.stop:
+            _save_interrupted(s)
+        if t.eval_every and s.state.step % t.eval_every == 0 and s.state.batch_in_epoch < s.steps_per_epoch:
+            bar.close()
+            evaluate_and_save(s, "eval")
+        if s.done():
+            bar.close()
+    if not s.done():
+        s.state.epoch += 1
+        s.state.batch_in_epoch = 0
+    if s.last_eval_step != s.state.step:
+        evaluate_and_save(s, "max_steps reached:" if s.done() else "end of epoch")
 
-    start_time, start_elapsed = time.time(), state["elapsed"]
 
-    def elapsed():
-        return start_elapsed + time.time() - start_time
+def _count_step(s: Session, loss: float, norm: float, bar: ProgressBar, window: Window) -> None:
+    """Advance the state by one step; show progress; log a TensorBoard point every TRAIN_SUMMARY_EVERY steps."""
+    s.state.step += 1
+    s.state.batch_in_epoch += 1
+    if not math.isfinite(loss):
+        _diverged(s, f"the training loss became {loss}")
+    window.steps += 1
+    window.loss += loss
+    window.norm += norm
+    now = time.time()
+    d = s.cfg.data
+    speed = window.steps * d.batch_size * d.seq_length / max(now - window.start, 1e-9)
+    bar.update(s.state.batch_in_epoch, loss, speed)
+    if window.steps >= TRAIN_SUMMARY_EVERY or s.state.batch_in_epoch == s.steps_per_epoch:
+        lr = float(keras.ops.convert_to_numpy(s.schedule(s.optimizer.iterations)))
+        s.summaries.train(s.state.step, window.loss / window.steps, window.norm / window.steps, lr, speed)
+        window.start, window.steps, window.loss, window.norm = now, 0, 0.0, 0.0
 
-    done = bool(t.max_steps and state["step"] >= t.max_steps)
-    last_eval_step = state["step"] if t.resume else -1
-    with _StopFlag() as stop, history:
-        while state["epoch"] < t.epochs and not done:
-            if rnn_state is not None and state["batch_in_epoch"] > 0:
-                set_states(model, rnn_state)  # resumed mid-epoch: continue the carried state
-            elif stateful:
-                reset_states(model)
-            rnn_state = None
-            last_batch = state["batch_in_epoch"] + t.max_steps - state["step"] if t.max_steps else None
-            epoch_data = functools.partial(data_lib.make_dataset, corpus.train, d.batch_size, d.seq_length, t.scheme,
-                                           t.seed, state["epoch"], t.stride, start=state["batch_in_epoch"], stop=last_batch)
-            ds = distribute_dataset(strategy, epoch_data, d.batch_size) if distributed else epoch_data()
-            bar = ProgressBar(steps_per_epoch, state["batch_in_epoch"], f"epoch {state['epoch'] + 1}/{t.epochs}")
-            window_t, window_steps, window_loss, window_norm = time.time(), 0, 0.0, 0.0
-            for x, y in ds:
-                loss, norm = train_step(x, y)
-                loss = float(loss)
-                state["step"] += 1
-                state["batch_in_epoch"] += 1
-                if not math.isfinite(loss):
-                    diverged(f"the training loss became {loss}")
-                window_steps += 1
-                window_loss += loss
-                window_norm += float(norm)
-                now = time.time()
-                speed = window_steps * chars_per_step / max(now - window_t, 1e-9)
-                bar.update(state["batch_in_epoch"], loss, speed)
-                if window_steps >= 20 or state["batch_in_epoch"] == steps_per_epoch:
-                    lr = float(keras.ops.convert_to_numpy(schedule(optimizer.iterations)))
-                    summaries.train(state["step"], window_loss / window_steps, window_norm / window_steps, lr, speed)
-                    window_t, window_steps, window_loss, window_norm = now, 0, 0.0, 0.0
-                if stop.stop:
-                    state["elapsed"] = elapsed()
-                    name = ckpt_lib.checkpoint_name(epoch_float(), state.get("val_loss") or float("nan"))
-                    path = ckpt_lib.save_checkpoint(ckpt_root, name + "_interrupted", model, optimizer, dict(state),
-                                                    carried_state())
-                    summaries.close()
-                    raise TrainingInterrupted(
-                        f"stopped at step {state['step']}; checkpoint {path}; resume with:\n"
-                        f"  python -m tfchar.fit --train.resume=true --train.run_dir={run_dir}")
-                if t.eval_every and state["step"] % t.eval_every == 0 and state["batch_in_epoch"] < steps_per_epoch:
-                    bar.close()
-                    evaluate_and_save("eval")
-                    last_eval_step = state["step"]
-                if t.max_steps and state["step"] >= t.max_steps:
-                    done = True  # the dataset ends here too (stop=last_batch): no break, no abandoned iterator
-                    bar.close()
-            if not done:
-                state["epoch"] += 1
-                state["batch_in_epoch"] = 0
-            if last_eval_step != state["step"]:
-                evaluate_and_save("end of epoch" if not done else "max_steps reached:")
-                last_eval_step = state["step"]
-    if last_eval_step != state["step"]:
-        evaluate_and_save("final")
 
-    if not chief:
-        summaries.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return {"run_dir": None, "steps": state["step"], "chief": False}
-    best = ckpt_lib.resolve_checkpoint(run_dir, "best")
-    result = {"run_dir": str(run_dir), "best_checkpoint": str(best), "best_val_loss": state["best_val_loss"],
-              "best_val_bpc": bpc(state["best_val_loss"]), "steps": state["step"], "epochs": epoch_float(),
-              "params": n_params, "wall_time_s": round(elapsed(), 1)}
-    summaries.close()
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1))
-    log(f"done: best val loss {result['best_val_loss']:.4f} nats/char ({result['best_val_bpc']:.4f} bpc) in "
-        f"{result['wall_time_s']:.0f}s; best checkpoint {best}")
+def _diverged(s: Session, what: str) -> None:
+    last = s.ckpt_root / "last"
+    keep = f"; the last good checkpoint stays in {last.resolve()}" if last.exists() else ""
+    raise TrainingDiverged(f"{what} at step {s.state.step}{keep}; lower train.learning_rate or "
+                           f"train.grad_clip and train again")
+
+
+def _save_interrupted(s: Session) -> None:
+    """Ctrl-C: checkpoint where the run stands (no evaluation) and stop with the resume command."""
+    s.state.elapsed = s.elapsed()
+    name = ckpt_lib.checkpoint_name(s.epoch_float(), s.state.val_loss or float("nan"))
+    path = ckpt_lib.save_checkpoint(s.ckpt_root, name + "_interrupted", s.model, s.optimizer, s.state.to_json(),
+                                    s.carried_state())
+    raise TrainingInterrupted(f"stopped at step {s.state.step}; checkpoint {path}; resume with:\n"
+                              f"  python -m tfchar.fit --train.resume=true --train.run_dir={s.run_dir}")
+
+
+def evaluate_and_save(s: Session, reason: str) -> None:
+    """Score the validation split, write a checkpoint named by it (and `best` if it is), log a sample."""
+    s.last_eval_step = s.state.step
+    if not s.chief:
+        return
+    val = s.scorer.score(s.model, s.corpus.val, limit=s.cfg.train.eval_chars)
+    if not math.isfinite(val["nats"]):  # weights already broken: never checkpoint them
+        _diverged(s, f"the validation loss became {val['nats']}")
+    is_best = s.state.best_val_loss is None or val["nats"] < s.state.best_val_loss
+    if is_best:
+        s.state.best_val_loss = val["nats"]
+    s.state.val_loss = val["nats"]
+    s.state.elapsed = s.elapsed()
+    name = ckpt_lib.checkpoint_name(s.epoch_float(), val["nats"])
+    path = ckpt_lib.save_checkpoint(s.ckpt_root, name, s.model, s.optimizer, s.state.to_json(), s.carried_state())
+    if is_best:
+        ckpt_lib.point(s.ckpt_root, "best", path.name)
+    ckpt_lib.prune(s.ckpt_root, s.cfg.train.keep_checkpoints)
+    s.summaries.validation(s.state.step, val, _preview_text(s))
+    record = {"step": s.state.step, "epoch": round(s.epoch_float(), 4), "val_loss": val["nats"],
+              "val_bpc": val["bpc"], "time": round(s.state.elapsed, 1), "checkpoint": path.name}
+    s.history.write(json.dumps(record) + "\n")
+    s.history.flush()
+    s.log(f"{reason} step {s.state.step} (epoch {s.epoch_float():.2f}): val loss {val['nats']:.4f} nats/char, "
+          f"{val['bpc']:.4f} bpc{' (best)' if is_best else ''} -> {path.name}")
+
+
+def _preview_text(s: Session) -> str | None:
+    """A sample of the current weights (after a newline), with the exported sampler, for TensorBoard."""
+    if s.preview is None:
+        return None
+    s.preview.model.set_weights(s.model.get_weights())
+    s.preview.refresh()
+    t = s.cfg.train
+    codepoints = s.preview.generate(s.corpus.vocab.encode("\n", unknown="skip"), t.sample_length, seed=t.seed)[0]
+    return s.corpus.vocab.decode_codepoints(codepoints)
+
+
+def finish(s: Session) -> dict:
+    """Close the logs and write result.json (the chief); other workers delete their scratch dir."""
+    s.close()
+    if not s.chief:
+        shutil.rmtree(s.run_dir, ignore_errors=True)
+        return {"run_dir": None, "steps": s.state.step, "chief": False}
+    best = ckpt_lib.resolve_checkpoint(s.run_dir, "best")
+    result = {"run_dir": str(s.run_dir), "best_checkpoint": str(best), "best_val_loss": s.state.best_val_loss,
+              "best_val_bpc": bpc(s.state.best_val_loss), "steps": s.state.step, "epochs": s.epoch_float(),
+              "params": s.n_params, "wall_time_s": round(s.elapsed(), 1)}
+    (s.run_dir / "result.json").write_text(json.dumps(result, indent=1))
+    s.log(f"done: best val loss {result['best_val_loss']:.4f} nats/char ({result['best_val_bpc']:.4f} bpc) in "
+          f"{result['wall_time_s']:.0f}s; best checkpoint {best}")
     return result
 
 
-def run(pipeline: str | None, overrides: list[str], log=print) -> dict:
-    """`python -m tfchar.fit`: resolve the config, train, and export the best checkpoint if asked."""
-    cfg, run_dir = resolve_config(pipeline, overrides)
-    log(f"run directory: {run_dir}")
-    result = fit(cfg, run_dir, log)
-    if cfg.export.on_finish and result.get("run_dir"):
-        from tfchar.exporter import export_run
+# ============================================================================================ the whole run
 
-        out = Path(cfg.export.out) if cfg.export.out else Path("saved_models") / run_dir.name
-        result["export"] = export_run(run_dir, out, int8=cfg.export.int8, log=log)
-    return result
-
-
+def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
+    """Train the model `cfg` describes, writing everything into `run_dir`. Returns the run's summary."""
+    s = build(cfg, Path(run_dir), log)
+    restore(s)
+    prepare(s)
+    try:
+        with StopFlag() as stop:
+            while s.state.epoch < cfg.train.epochs and not s.done():
+                run_epoch(s, stop)
+        if s.last_eval_step != s.state.step:
+            evaluate_and_save(s, "final")
+        return finish(s)
+    finally:
+        s.close()

@@ -1,0 +1,1 @@
+"""Library: `python -m tfchar.sample`'s job (`sample`) and windowed sampling (`windowed`)."""
