@@ -6,15 +6,18 @@ URL layout (the page needs nothing else, and nothing from the internet):
     /model/model.tflite     the model being demoed (whatever its file name), /model/vocab.json beside it
 
 Only those files are served: a path with `..`, an absolute or drive path, or a symlink leading out of
-its root is refused (403); anything else is 404. Standard library only; loopback by default.
+its root is refused (403); anything else is 404. SIGINT and SIGTERM stop the server at once
+(stop_on_signals). Standard library only; loopback by default.
 
 Example:
     server = make_server(resolve_model("saved_models/tiny_shakespeare"), port=8000)
+    stop_on_signals()          # SIGINT and SIGTERM raise Stopped
     server.serve_forever()
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -33,10 +36,19 @@ MIME = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=ut
         ".json": "application/json; charset=utf-8", ".map": "application/json; charset=utf-8",
         ".wasm": "application/wasm", ".tflite": "application/octet-stream", ".png": "image/png",
         ".svg": "image/svg+xml", ".ico": "image/x-icon", ".md": "text/plain; charset=utf-8"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Refused(Exception):
     """A request path that tries to leave what the server serves."""
+
+
+class Stopped(BaseException):
+    """SIGINT (Ctrl-C) or SIGTERM (kill) arrived: raised in the main thread, once, to stop the server.
+
+    A BaseException, like KeyboardInterrupt: socketserver catches Exception around each accepted request
+    (`_handle_request_noblock`), which would swallow a signal that lands there and keep the server running.
+    """
 
 
 def check_runtime(web: Path = WEB) -> None:
@@ -131,3 +143,21 @@ def make_server(model: Path | None, host: str = "127.0.0.1", port: int = 8000, w
     except OSError as e:
         raise TfcharError(f"cannot listen on {host}:{port} ({e.strerror or e}): "
                           f"choose another --port or --host") from None
+
+
+def stop_on_signals() -> None:
+    """Make SIGINT (Ctrl-C) and SIGTERM (kill, schedulers) raise Stopped in the main thread.
+
+    Installed even if SIGINT was ignored at launch: a non-interactive shell starts a background job
+    (`cmd &` in a script or CI runner) with SIGINT ignored, and Python then never raises KeyboardInterrupt,
+    so the demo would not stop on the SIGINT its banner promises ("Ctrl-C to stop").
+    """
+    for s in STOP_SIGNALS:
+        signal.signal(s, _raise_stopped)
+
+
+def _raise_stopped(signum, frame):
+    """Signal handler: raise Stopped once; a second signal during the clean-up acts as by default (ends the process)."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+    raise Stopped(signal.Signals(signum).name)
