@@ -6,6 +6,8 @@ is involved once it is loaded. This command only serves files, on the loopback i
 Example:
     npm ci --prefix web                                  # once: LiteRT.js into web/node_modules
     python -m tfchar.demo saved_models/tiny_shakespeare  # then open the printed URL
+
+Ctrl-C (SIGINT) or SIGTERM stops it: it prints "stopped" and exits 0.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ def main(argv=None) -> int:
     else:
         print(f"model: {model}", flush=True)
     host = f"[{host}]" if ":" in host else host  # IPv6 literal in a URL
-    print(f"demo: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     try:
+        webdemo.stop_on_signals()  # before the URL is printed: whoever reads it can stop the demo (SIGINT, SIGTERM)
+        print(f"demo: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
         server.serve_forever()
-    except KeyboardInterrupt:
+    except webdemo.Stopped:
         print("stopped", flush=True)
     finally:
         server.server_close()
