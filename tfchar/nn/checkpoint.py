@@ -91,6 +91,7 @@ def save_checkpoint(ckpt_root: Path, name: str, model, optimizer, trainer_state:
 
 def _checkpoint_files(tmp: Path, model, optimizer, trainer_state: dict, rnn_state):
     """(path, write) for each file of a checkpoint, in writing order."""
+    yield tmp / WEIGHTS, lambda: _reserve(tmp / WEIGHTS, _weights_bytes(model))
     yield tmp / WEIGHTS, lambda: model.save_weights(tmp / WEIGHTS)
     if optimizer is not None and optimizer.built:
         def write_optimizer():
@@ -101,6 +102,21 @@ def _checkpoint_files(tmp: Path, model, optimizer, trainer_state: dict, rnn_stat
     if rnn_state:
         yield tmp / RNN_STATE, lambda: np.savez(tmp / RNN_STATE, *rnn_state)
     yield tmp / TRAINER_STATE, lambda: (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1))
+
+
+def _weights_bytes(model) -> int:
+    """What `model.weights.h5` holds at least: the variables' bytes (HDF5 adds a few KB of bookkeeping)."""
+    return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Allocate `size` bytes at `path` (then truncated by the real write), so a full disk, a quota or a file-size
+    limit is an OSError here: HDF5 crashes the process when its own write fails that way."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
 
 
 def _write_error(final: Path, current: Path, e: Exception) -> Exception:
