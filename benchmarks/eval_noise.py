@@ -8,8 +8,9 @@ streams), for several caps, and prints per cap:
 
     seconds      the time of one capped evaluation of this model
     mean diff    mean over checkpoints of (capped - whole) nats/char: the fixed offset of that subset
-    sd diff      its standard deviation across checkpoints: what the capped curve adds to the whole curve's
-                 differences (the noise that matters when comparing evaluations and choosing `best`)
+    sd diff      its standard deviation across checkpoints
+    sd of change diff   the spread of (capped change - whole change) between consecutive evaluations: the noise
+                 the cap adds to the curve (what matters when comparing evaluations and choosing `best`)
     max |diff|   the worst checkpoint
     best         whether the capped figures pick the same best checkpoint as the whole split
 
@@ -81,19 +82,27 @@ def main() -> None:
             seconds[c].append(time.perf_counter() - t)
         print(f"step {ckpt_lib.read_trainer_state(ckpt)['step']:5d}: whole {whole[-1]:.4f}  " +
               "  ".join(f"{c // 1000}k {capped[c][-1]:.4f}" for c in caps), flush=True)
-    best = min(range(len(whole)), key=whole.__getitem__)
-    steps = [abs(a - b) for a, b in zip(whole[1:], whole[:-1])]
     print(f"\n{cfg.model.num_layers}x{cfg.model.rnn_size} {cfg.model.cell}, {len(corpus.vocab)} symbols; validation "
-          f"split {len(corpus.val):,} characters; {len(ckpts)} checkpoints; median change between consecutive "
-          f"checkpoints (whole split) {statistics.median(steps):.4f} nats/char")
-    print("| cap | seconds | mean diff | sd diff | max abs diff | same best |")
-    print("| ---: | ---: | ---: | ---: | ---: | --- |")
-    for c in caps:
-        diff = [a - b for a, b in zip(capped[c], whole)]
-        same = min(range(len(whole)), key=capped[c].__getitem__) == best
-        print(f"| {c:,} | {statistics.median(seconds[c]):.2f} | {statistics.fmean(diff):+.4f} | "
-              f"{statistics.pstdev(diff):.4f} | {max(map(abs, diff)):.4f} | {'yes' if same else 'no'} |")
+          f"split {len(corpus.val):,} characters; {len(ckpts)} checkpoints")
+    half = len(ckpts) // 2
+    for label, lo in (("all checkpoints", 0), (f"the last {len(ckpts) - half} (a trained model)", half)):
+        table(label, whole[lo:], {c: v[lo:] for c, v in capped.items()}, seconds)
 
+
+def table(label: str, whole: list, capped: dict, seconds: dict) -> None:
+    """The capped figures against the whole split's over some checkpoints, one row per cap."""
+    change = statistics.median(abs(a - b) for a, b in zip(whole[1:], whole[:-1]))
+    print(f"\n{label}: median change between consecutive evaluations (whole split) {change:.4f} nats/char")
+    print("| cap | seconds | mean diff | sd diff | sd of change diff | max abs diff | same best |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    best = min(range(len(whole)), key=whole.__getitem__)
+    for c, figures in capped.items():
+        diff = [a - b for a, b in zip(figures, whole)]
+        steps = [(d1 - d0) for d0, d1 in zip(diff[:-1], diff[1:])]  # capped change minus whole change
+        same = min(range(len(whole)), key=figures.__getitem__) == best
+        print(f"| {c:,} | {statistics.median(seconds[c]):.2f} | {statistics.fmean(diff):+.4f} | "
+              f"{statistics.pstdev(diff):.4f} | {statistics.pstdev(steps):.4f} | {max(map(abs, diff)):.4f} | "
+              f"{'yes' if same else 'no'} |")
 
 if __name__ == "__main__":
     sys.exit(main())

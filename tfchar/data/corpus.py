@@ -30,6 +30,7 @@ import numpy as np
 
 from tfchar.core.choices import SPLITS
 from tfchar.core.errors import DataError
+from tfchar.core.procs import alive
 from tfchar.core.paths import cache_dir
 from tfchar.core.vocab import Vocab
 
@@ -382,18 +383,8 @@ def _remove_stale_temporaries(cache_root: Path) -> None:
     host = socket.gethostname()
     for tmp in cache_root.glob(f".tmp-*-{host}-*") if cache_root.is_dir() else ():
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def describe(corpus: Corpus) -> str:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tfchar.core.errors import TrainingInterrupted
 from tfchar.exporting.exporter import export_run
 from tfchar.training.run_dir import resolve_config
+from tfchar.training.signals import Abort, StopFlag
 from tfchar.training.trainer import fit
 
 
@@ -21,5 +23,15 @@ def run(pipeline: str | None, overrides: list[str], log=print) -> dict:
     result = fit(cfg, run_dir, log)
     if cfg.export.on_finish and result.get("run_dir"):
         out = Path(cfg.export.out) if cfg.export.out else Path("saved_models") / run_dir.name
-        result["export"] = export_run(run_dir, out, int8=cfg.export.int8, log=log)
+        result["export"] = _export(run_dir, out, cfg, log)
     return result
+
+
+def _export(run_dir: Path, out: Path, cfg, log) -> dict:
+    """export_run; Ctrl-C or SIGTERM stops it at once (its temporary files are removed), the run stays complete."""
+    with StopFlag():
+        try:
+            return export_run(run_dir, out, int8=cfg.export.int8, log=log)
+        except Abort as e:
+            raise TrainingInterrupted(f"{e} during the export; the run is complete: export it with python -m "
+                                      f"tfchar.export {run_dir} --out {out}", e.exit_code) from None
