@@ -310,6 +310,8 @@ def run_epoch(s: Session, stop: StopFlag) -> None:
             _evaluate(s, "eval")
         elif _backup_due(s):
             save_backup(s)
+            if stop.stop:  # the signal came during the backup: stop before another step
+                _save_interrupted(s)
         if s.done():
             bar.close()
     if not s.done():
