@@ -96,7 +96,7 @@ class KerasRuntime(Runtime):
         """fit's own figure: the Keras layers (`KerasScorer`), `streams` rows with the state carried."""
         return KerasScorer(self.config.model, self.vocab_size, streams=streams, chunk=chunk).score(self.model, ids)
 
-    def samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
+    def _samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
         chunks = self.generator.stream(ids, length, num_samples, temperature, top_k, top_p, seed)
         return pieces(chunks, self.vocab.codepoints, num_samples)
 
