@@ -205,3 +205,23 @@ def test_keras_runtime_samples_follow_weight_updates(tiny):
         assert text() == want != a
     finally:
         model.set_weights(old)
+
+
+def test_a_stop_string_ends_each_sample_after_its_first_occurrence(tiny):
+    model, vocab, _ = tiny
+    runtime = KerasRuntime(model, vocab, config=None)
+    full = runtime.generate(vocab.encode("ab"), 400, seed=4, num_samples=2)
+    for stop in ("a", "h ", "cd\n"):
+        cut = runtime.generate(vocab.encode("ab"), 400, seed=4, num_samples=2, stop=stop)
+        for whole, got in zip(full, cut):
+            text, want = vocab.decode_codepoints(whole), vocab.decode_codepoints(got)
+            end = text.find(stop)
+            assert want == (text if end < 0 else text[:end + len(stop)]), stop
+
+
+def test_cut_at_stop_finds_a_match_that_spans_pieces():
+    from tfchar.runtimes.base import cut_at_stop
+
+    pieces = [(0, np.array([1, 2, 3])), (0, np.array([4, 5])), (0, np.array([6]))]
+    assert [p.tolist() for _, p in cut_at_stop(iter(pieces), [3, 4])] == [[1, 2, 3], [4]]
+    assert [p.tolist() for _, p in cut_at_stop(iter(pieces), [9])] == [[1, 2, 3], [4, 5], [6]]

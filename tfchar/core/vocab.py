@@ -46,11 +46,11 @@ class Vocab:
 
     def unknown(self, text: str) -> list[str]:
         """Characters of `text` that are not in the vocabulary, in order of first appearance."""
-        return list(dict.fromkeys(c for c in self._units(text) if c not in self._index))
+        return list(dict.fromkeys(c for c in self._symbols(text) if c not in self._index))
 
     def encode(self, text: str, unknown: str = "error") -> np.ndarray:
         """Token ids int32[N]; unknown characters raise DataError (unknown="error") or are dropped ("skip")."""
-        units = self._units(text)
+        units = self._symbols(text)
         missing = [c for c in dict.fromkeys(units) if c not in self._index]
         if missing and unknown == "error":
             shown = ", ".join(repr(c) for c in missing[:20])
@@ -71,7 +71,11 @@ class Vocab:
             return bytes(cps.astype(np.uint8)).decode("utf-8", errors="replace")
         return "".join(map(chr, cps))
 
-    def _units(self, text: str) -> list[str]:
+    def units(self, text: str) -> list[int]:
+        """The code points (byte values for byte models) `text` is made of, as the model reads and writes them."""
+        return list(text.encode("utf-8")) if self.unit == "byte" else [ord(c) for c in text]
+
+    def _symbols(self, text: str) -> list[str]:
         if self.unit == "byte":
             return [chr(b) for b in text.encode("utf-8")]
         return list(text)

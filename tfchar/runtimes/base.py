@@ -15,9 +15,10 @@ samplers, the exporter's checks, the API and the CLI take a runtime and never as
     score(ids, streams, chunk, limit, progress)
                                  the progressive score of a text (`ops.metrics.summary`), at most `limit`
                                  characters (0 = all), calling progress(done, total) after each chunk
-    samples(ids, length, temperature, top_k, top_p, seed, num_samples)
+    samples(ids, length, temperature, top_k, top_p, seed, num_samples, stop="")
                                  yields (sample index, code points) pieces in print order; sample i is
-                                 `generate(prime, ..., seed=ops.rng.sample_seeds(seed, n)[i])` on every route
+                                 `generate(prime, ..., seed=ops.rng.sample_seeds(seed, n)[i])` on every route,
+                                 cut after the first occurrence of `stop` (a string; "" = none)
 
 Shapes: B streams, t chunk length, V vocabulary, S packed state width.
 """
@@ -37,7 +38,7 @@ from tfchar.ops.streams import fitting_streams, progressive
 
 
 class Runtime:
-    """The interface (see the module docstring); subclasses implement `step` and `samples`, and may run
+    """The interface (see the module docstring); subclasses implement `step` and `_samples`, and may run
     `run` faster than this Python loop over `step`."""
 
     kind = ""
@@ -68,8 +69,13 @@ class Runtime:
         raise NotImplementedError
 
     def samples(self, ids, length: int, temperature: float, top_k: int, top_p: float, seed: int,
-                num_samples: int) -> Iterator[tuple[int, np.ndarray]]:
+                num_samples: int, stop: str = "") -> Iterator[tuple[int, np.ndarray]]:
         """(sample index, code points int32[n]) pieces in print order (see the module docstring)."""
+        pieces = self._samples(ids, length, temperature, top_k, top_p, seed, num_samples)
+        return cut_at_stop(pieces, self.vocab.units(stop)) if stop else pieces
+
+    def _samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
+        """`samples` without a stop string."""
         raise NotImplementedError
 
     def run(self, x, y, state) -> tuple[np.ndarray, float, np.ndarray]:
@@ -98,12 +104,12 @@ class Runtime:
         return summary(*progressive(score_chunk, ids, streams, chunk, limit, progress))
 
     def generate(self, ids, length: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 seed: int = 0, num_samples: int = 1) -> np.ndarray:
-        """All of `samples` at once: code points int32[num_samples, length]."""
-        pieces: list[list[np.ndarray]] = [[] for _ in range(num_samples)]
-        for i, codepoints in self.samples(ids, length, temperature, top_k, top_p, seed, num_samples):
-            pieces[i].append(np.asarray(codepoints, np.int32).reshape(-1))
-        return np.stack([np.concatenate(p) if p else np.zeros([0], np.int32) for p in pieces])
+                 seed: int = 0, num_samples: int = 1, stop: str = "") -> list[np.ndarray]:
+        """All of `samples` at once: each sample's code points, int32[length] (shorter if `stop` ended it)."""
+        parts: list[list[np.ndarray]] = [[] for _ in range(num_samples)]
+        for i, codepoints in self.samples(ids, length, temperature, top_k, top_p, seed, num_samples, stop):
+            parts[i].append(np.asarray(codepoints, np.int32).reshape(-1))
+        return [np.concatenate(p) if p else np.zeros([0], np.int32) for p in parts]
 
 
 class GraphSteps:
@@ -165,6 +171,26 @@ def missing_signatures(signatures) -> str:
     return "" if "step" in signatures else "step"
 
 
+def cut_at_stop(pieces: Iterator[tuple[int, np.ndarray]], stop: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """Pieces of each sample up to and including the first occurrence of the code point sequence `stop`;
+    the rest of that sample is dropped. A match may span pieces."""
+    tails: dict[int, list[int]] = {}  # sample -> its last len(stop) - 1 code points
+    ended: set[int] = set()
+    n = len(stop)
+    for i, piece in pieces:
+        if i in ended:
+            continue
+        seen = tails.get(i, []) + np.asarray(piece).reshape(-1).tolist()
+        offset = len(seen) - len(piece)  # where this piece starts in `seen`
+        end = next((j + n for j in range(len(seen) - n + 1) if seen[j:j + n] == stop), None)
+        if end is not None:
+            ended.add(i)
+            yield i, np.asarray(piece)[:end - offset]
+            continue
+        tails[i] = seen[len(seen) - (n - 1):] if n > 1 else []
+        yield i, piece
+
+
 def vocab_of(codepoints, byte_unit) -> Vocab:
     """The `Vocab` an export's `vocabulary` signature describes."""
     return Vocab([chr(int(c)) for c in np.asarray(codepoints).reshape(-1)], "byte" if int(byte_unit) else "char")
@@ -184,7 +210,7 @@ class ExportedRuntime(Runtime):
         """The exported `generate` signature: code points int32[N] -> code points int32[length]."""
         raise NotImplementedError
 
-    def samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
+    def _samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
         prime = self.vocab.codepoints[np.asarray(ids, np.int64)].astype(np.int32)
         for i, s in enumerate(sample_seeds(seed, num_samples)):
             yield i, self.generate_one(prime, length, temperature, top_k, top_p, int(s))

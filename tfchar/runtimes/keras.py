@@ -99,7 +99,7 @@ class KerasRuntime(Runtime):
         scorer = KerasScorer(self.config.model, self.vocab_size, streams=streams, chunk=chunk)
         return scorer.score(self.model, ids, limit, progress)
 
-    def samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
+    def _samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
         chunks = self.generator.stream(ids, length, num_samples, temperature, top_k, top_p, seed)
         return pieces(chunks, self.vocab.codepoints, num_samples)
 
