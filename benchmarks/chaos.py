@@ -115,6 +115,7 @@ class KillRun:
     failed_resumes: list[str] = field(default_factory=list)
     final_val_loss: float | None = None
     reference_val_loss: float | None = None
+    evaluations: tuple[int, int] = (0, 0)  # evaluations equal to the uninterrupted run's (to 1e-5), of its count
     checkpoints_load: bool = False
     export_loads: bool = False
     temporaries: list[str] = field(default_factory=list)
@@ -201,6 +202,8 @@ def kills(work: Path, n: int, seed: int, steps: int, eval_every: int, backup_eve
     for k, nxt in zip(out.kills, _resumes(log)[1:]):
         k.resumed_from = nxt
     out.final_val_loss = last_val_loss(run_dir)
+    mine, ref = evaluations(run_dir), evaluations(reference)
+    out.evaluations = (sum(abs(mine.get(step, 1e9) - loss) < 1e-5 for step, loss in ref.items()), len(ref))
     out.checkpoints_load, out.export_loads = check_loads(run_dir, run_dir.parent / (run_dir.name + "-export"))
     out.temporaries = [str(p) for p in work.rglob("*") if ".tmp-" in p.name]
     out.wall_s = time.time() - t0
@@ -214,6 +217,12 @@ def _resumes(log: Path) -> list[int]:
         found = re.search(r"^resuming .* step (\d+), epoch", block, re.M)
         steps.append(int(found.group(1)) if found else 0)
     return steps
+
+
+def evaluations(run_dir: Path) -> dict[int, float]:
+    """{step: validation loss} of a run's history.jsonl."""
+    lines = (run_dir / "history.jsonl").read_text().splitlines()
+    return {json.loads(l)["step"]: json.loads(l)["val_loss"] for l in lines}
 
 
 def last_val_loss(run_dir: Path) -> float | None:
@@ -340,6 +349,7 @@ def report(k: KillRun | None, backup_every_s: int, tune: dict | None, writers: d
             f"| temporaries left | {len(k.temporaries)} |",
             f"| final validation loss: killed run / uninterrupted run | {k.final_val_loss:.6f} / "
             f"{k.reference_val_loss:.6f} (difference {abs(k.final_val_loss - k.reference_val_loss):.1e}) |",
+            f"| evaluations equal to the uninterrupted run's | {k.evaluations[0]}/{k.evaluations[1]} |",
             f"| wall time of the kills case | {k.wall_s:.0f} s |"]
     if tune is not None:
         lines.append(f"| tuner worker SIGKILLed mid-trial ({tune['killed_in']}), restarted with the same id | exit "

@@ -35,3 +35,4 @@ def test_killed_four_times_resumes_to_the_same_result(tmp_path, shakespeare_path
             assert x.resumed_from <= x.step and x.seconds_since_save < BACKUP_EVERY_S + 10
     assert k.checkpoints_load and k.export_loads and not k.temporaries
     assert k.final_val_loss == pytest.approx(k.reference_val_loss, abs=1e-5)
+    assert k.evaluations[0] == k.evaluations[1]  # every evaluation happened, with the same loss

@@ -63,7 +63,7 @@ class TrainState:
     best_val_loss: float | None = None
     val_loss: float | None = None
     elapsed: float = 0.0  # training seconds so far, evaluations included, across resumes
-    eval_step: int | None = None  # step of the last evaluation (None in older checkpoints: this one's step)
+    eval_step: int | None = None  # step of the last evaluation, -1: none yet (None in older checkpoints: this one's)
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainState":
@@ -100,7 +100,7 @@ class Session:
     optimizer: keras.optimizers.Optimizer
     schedule: EpochDecay
     n_params: int
-    state: TrainState = field(default_factory=TrainState)
+    state: TrainState = field(default_factory=lambda: TrainState(eval_step=-1))
     rnn_state: list | None = None  # carried state to put back when a resumed epoch continues
     train_step: Callable | None = None
     scorer: KerasScorer | None = None
@@ -358,6 +358,13 @@ def _save_interrupted(s: Session) -> None:
                               s.stop.exit_code)
 
 
+def _missed_evaluation(s: Session) -> bool:
+    """Resumed where an evaluation was due but did not happen (a signal stopped it): do it first."""
+    every, step = s.cfg.train.eval_every, s.state.step
+    due = (every and step % every == 0) or s.state.batch_in_epoch == 0
+    return bool(step > 0 and due and s.last_eval_step != step and not s.done())
+
+
 def _backup_due(s: Session) -> bool:
     every = s.cfg.train.backup_every_s
     return bool(every) and s.chief and time.monotonic() - s.last_save >= every
@@ -421,7 +428,8 @@ def evaluate_and_save(s: Session, reason: str) -> None:
     ckpt_lib.prune(s.ckpt_root, s.cfg.train.keep_checkpoints)
     s.summaries.validation(s.state.step, val, _preview_text(s))
     record = {"step": s.state.step, "epoch": round(s.epoch_float(), 4), "val_loss": val["nats"],
-              "val_bpc": val["bpc"], "time": round(s.state.elapsed, 1), "checkpoint": path.name}
+              "val_bpc": val["bpc"], "val_chars": val["chars"], "time": round(s.state.elapsed, 1),
+              "checkpoint": path.name}
     _append_history(s, record)
     s.log(f"{reason} step {s.state.step} (epoch {s.epoch_float():.2f}): val loss {val['nats']:.4f} nats/char, "
           f"{val['bpc']:.4f} bpc{' (best)' if is_best else ''} -> {path.name}")
@@ -478,6 +486,8 @@ def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
             restore(s)
             prepare(s)
             with stop.deferring():
+                if _missed_evaluation(s):
+                    _evaluate(s, "eval")
                 while s.state.epoch < cfg.train.epochs and not s.done():
                     run_epoch(s, stop)
                 if s.last_eval_step != s.state.step:
