@@ -69,14 +69,13 @@ def phase(code, fn, after=None):
 count = trainer._count_step
 def counted(s, *a):
     count(s, *a)
-    put(step=s.state.step)
+    put(step=s.state.step, phase=state["phase"] or 1)  # "step" from the first step done in this process
 trainer._count_step = counted
-epoch = trainer.run_epoch
-def run_epoch(*a):
-    if not state["saved"]:
-        put(saved=time.time())  # training (re)starts here: the resumed checkpoint's content is this moment's
-    return epoch(*a)
-trainer.run_epoch = phase(1, run_epoch)
+prepare = trainer.prepare
+def prepared(s):
+    prepare(s)
+    put(step=s.state.step, saved=time.time())  # training (re)starts here, from a checkpoint of this state
+trainer.prepare = prepared
 trainer._score_validation = phase(2, trainer._score_validation)
 trainer._preview_text = phase(2, trainer._preview_text)
 checkpoint.save_checkpoint = phase(3, checkpoint.save_checkpoint, after=lambda *a: put(saved=time.time()))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
+
 from tfchar.core.errors import TrainingInterrupted
+from tfchar.core.procs import release_memory
 from tfchar.exporting.exporter import export_run
 from tfchar.training.run_dir import resolve_config
 from tfchar.training.signals import Abort, StopFlag
@@ -21,6 +24,8 @@ def run(pipeline: str | None, overrides: list[str], log=print) -> dict:
     cfg, run_dir = resolve_config(pipeline, overrides)
     log(f"run directory: {run_dir}")
     result = fit(cfg, run_dir, log)
+    keras.backend.clear_session()  # the training model, optimizer, scorer and their kernels: the export's
+    release_memory()  # TFLite conversions need the room (a 2x512 model with a 6,562-symbol vocabulary: ~400 MB)
     if cfg.export.on_finish and result.get("run_dir"):
         out = Path(cfg.export.out) if cfg.export.out else Path("saved_models") / run_dir.name
         result["export"] = _export(run_dir, out, cfg, log)
