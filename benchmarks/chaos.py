@@ -79,7 +79,7 @@ trainer.prepare = prepared
 trainer._score_validation = phase(2, trainer._score_validation)
 trainer._preview_text = phase(2, trainer._preview_text)
 checkpoint.save_checkpoint = phase(3, checkpoint.save_checkpoint, after=lambda *a: put(saved=time.time()))
-run.export_run = phase(4, run.export_run)
+run.interruptible_export = phase(4, run.interruptible_export)
 put(phase=0)
 from tfchar.fit import main
 sys.exit(main(sys.argv[1:]))

@@ -30,11 +30,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 @guard
 def main(argv=None) -> int:
     a = parse_args(argv)
-    from tfchar.exporting.exporter import export_run  # imports TensorFlow: after the flags are known to parse
+    from tfchar.exporting.exporter import interruptible_export  # imports TensorFlow: after the flags parse
 
     if a.eval_chars is not None and a.eval_chars < 0:
         raise ConfigError(f"--eval_chars {a.eval_chars} must be >= 0 (0 = the whole splits)")
-    export_run(a.run_dir, a.out or None, int8=a.int8, which=a.which, eval_chars=a.eval_chars)
+    interruptible_export(a.run_dir, a.out or None, int8=a.int8, which=a.which, eval_chars=a.eval_chars)
     return 0
 
 

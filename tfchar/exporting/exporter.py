@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfchar.core import config as config_lib
-from tfchar.core.errors import CheckpointError, TfcharError
+from tfchar.core.errors import CheckpointError, TfcharError, TrainingInterrupted
 from tfchar.core.procs import alive
 from tfchar.data.corpus import load_corpus
 from tfchar.nn.checkpoint import load_run, load_weights, run_dir_of
@@ -38,6 +38,7 @@ from tfchar.nn.models import build_from_config
 from tfchar.runtimes.saved_model import SavedModelRuntime
 from tfchar.runtimes.tflite import TFLiteRuntime
 from tfchar.training.progress import CountBar
+from tfchar.training.signals import Abort, StopFlag
 
 SIGNATURES = ("generate", "step", "vocabulary")
 EVAL_STREAMS = 8  # contiguous rows per bpc evaluation: fit's validation layout (runtimes.keras.KerasScorer)
@@ -99,6 +100,18 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"  wrote {out}")
     return metrics
+
+
+def interruptible_export(run_dir, out_dir=None, log: Callable[[str], None] = print, **kwargs) -> dict:
+    """`export_run` where Ctrl-C or SIGTERM stops at once: its temporary files are removed and
+    `TrainingInterrupted` (exit status 130/143) says how to export again."""
+    with StopFlag():
+        try:
+            return export_run(run_dir, out_dir, log=log, **kwargs)
+        except Abort as e:
+            raise TrainingInterrupted(f"{e} during the export of {run_dir}; nothing was written: export it with "
+                                      f"python -m tfchar.export {run_dir}" + (f" --out {out_dir}" if out_dir else ""),
+                                      e.exit_code) from None
 
 
 def _write_files(tmp: Path, gen: CharGenerator, cfg, vocab, int8: bool) -> dict:
