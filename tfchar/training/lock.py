@@ -79,7 +79,7 @@ class RunLock:
             self.log(f"note: took over the lock of {self.run_dir} from {describe(previous)}, which is no longer "
                      f"running")
         me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": _command()}
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(me).encode(), 0)
@@ -109,6 +109,13 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _command(limit: int = 100) -> str:
+    """This process's command line, shortened for a one-line message."""
+    words = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else ["python"]
+    text = " ".join(words)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _read(fd: int) -> dict:
