@@ -79,6 +79,9 @@ def main() -> None:
     a.add_argument("--work", help="folder for the runs (default: a temporary one)")
     a.add_argument("--plot", help="write the curves to this PNG (needs matplotlib)")
     args = a.parse_args()
+    from tfchar.core.startup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from tfchar.training.finetune import open_source
 
     work = Path(args.work or tempfile.mkdtemp(prefix="tfchar-finetune-")).resolve()

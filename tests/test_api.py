@@ -191,6 +191,20 @@ def test_load_refuses_what_is_not_a_model(tmp_path):
         tfchar.load(tmp_path, which="worst")
 
 
+def test_a_shipped_model_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from tfchar.core.shipped import shipped
+    from tfchar.evaluation.evaluate import evaluate
+
+    monkeypatch.chdir(tmp_path)
+    lm = tfchar.load("tiny_shakespeare")
+    assert lm.path == shipped("saved_models/tiny_shakespeare/saved_model") and lm.config.model.rnn_size == 384
+    text = lm.generate("ROMEO:", length=40, seed=7)
+    assert text == sample("tiny_shakespeare", prime="ROMEO:", length=40, seed=7, out=False)[0]
+    (tmp_path / "t.txt").write_text("To be, or not to be, that is the question.\n")
+    assert evaluate("tiny_shakespeare", text=tmp_path / "t.txt")["bpc"] == pytest.approx(
+        lm.score("To be, or not to be, that is the question.\n")["bpc"], abs=1e-4)
+
+
 # ------------------------------------------------------------------------------------------ train / Run / export
 
 def test_train_reports_progress_and_returns_the_run(small_text_file, tmp_path):
@@ -250,3 +264,17 @@ def test_ctrl_c_during_train_writes_a_checkpoint_and_raises_with_the_run(small_t
     assert proc.returncode == 0, err[-2000:]
     assert out.split()[-3:] == ["interrupted", str(run_dir), "True"]
     assert (run_dir / "checkpoints" / "last").resolve().name.endswith("_interrupted")
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs_as_written(tmp_path, shakespeare_text):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = readme.split("\n## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_text.txt").write_text(shakespeare_text[200_000:300_000], encoding="utf-8")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout
+    assert "ROMEO:" in out and "step 200:" in out  # generated text, and the progress of the last evaluation
+    history = [json.loads(line) for line in (tmp_path / "runs" / "mine" / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["step"] == 200
+    assert (tmp_path / "saved_models" / "mine" / "model.keras").is_file()

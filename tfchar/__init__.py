@@ -34,6 +34,10 @@ __all__ = ["__version__", *_LAZY]
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'tfchar' has no attribute {name!r}")
+    if _LAZY[name].startswith("tfchar.api."):  # these import TensorFlow: without its start-up chatter
+        from tfchar.core.startup import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value  # later accesses skip this function
     return value

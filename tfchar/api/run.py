@@ -65,7 +65,7 @@ class Run:
 def train(source: str | os.PathLike | None = None, *, model: dict | None = None, train: dict | None = None,
           data: dict | None = None, export: dict | None = None, run_dir: str | os.PathLike | None = None,
           pipeline: str | os.PathLike | None = None, progress: Callable[[int, float, str], None] | None = None,
-          log: Callable[[str], None] | None = print) -> Run:
+          log: Callable[[str], None] | None = print) -> Run | None:
     """Train a char-RNN on `source` (a text file, a folder or "tfds:NAME") and return the run.
 
     Args:
@@ -91,4 +91,4 @@ def train(source: str | os.PathLike | None = None, *, model: dict | None = None,
         if getattr(e, "run_dir", None) is not None:
             e.run = Run(e.run_dir)
         raise
-    return Run(result["run_dir"])
+    return Run(result["run_dir"]) if result.get("run_dir") else None  # None: a multi-worker run's non-chief

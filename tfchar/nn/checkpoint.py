@@ -33,7 +33,7 @@ import numpy as np
 from tfchar.core import config as config_lib
 from tfchar.core.errors import CheckpointError
 from tfchar.core.vocab import Vocab
-from tfchar.nn.models import build_from_config, build_model, rnn_layers
+from tfchar.nn.models import build_from_config
 
 WEIGHTS = "model.weights.h5"
 KERAS_FILE = "model.keras"  # the weights in a stateless stock-Keras model (keras.saving.load_model)
@@ -150,22 +150,29 @@ def weights_file(ckpt) -> Path:
 
 
 def keras_twin(model) -> keras.Model:
-    """A stateless model of Keras's own layer classes (any batch, any length) holding `model`'s weights.
+    """A stateless copy of `model` (any batch, any length) made of Keras's own layer classes, with its weights.
 
-    The fused layers are weight-compatible with Keras's, so the twin computes the same logits; it is what
-    `model.keras` stores, loadable without tfchar.
+    The fused layers are weight-compatible with their Keras base classes, so the twin computes the same
+    logits; it is what `model.keras` stores, loadable without tfchar.
     """
-    rnns = rnn_layers(model)
-    cell = next(c for c, cls in (("lstm", keras.layers.LSTM), ("gru", keras.layers.GRU),
-                                 ("rnn", keras.layers.SimpleRNN)) if isinstance(rnns[0], cls))
-    embedding = model.get_layer("embedding")
-    dropout = next((l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)), 0.0)
-    twin = build_model(embedding.input_dim, cell, rnns[0].units, len(rnns), dropout=dropout,
-                       embedding_dim=embedding.output_dim, fast="keras")
-    for layer in twin.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
+    inputs = keras.Input(batch_shape=(None, None), dtype="int32", name=model.layers[0].name)
+    twin = keras.models.clone_model(model, input_tensors=inputs, clone_function=_stock_layer)
+    twin.set_weights(model.get_weights())
     return twin
+
+
+def _stock_layer(layer) -> keras.layers.Layer:
+    """`layer` rebuilt from its config as its nearest Keras class, stateless; a weightless layer of tfchar's own
+    with no Keras counterpart (inference-time identity, like a dropout variant) becomes `Identity`."""
+    cls = next(c for c in type(layer).__mro__ if c.__module__.startswith("keras"))
+    if cls in (keras.layers.Layer, keras.Layer) and type(layer) is not cls:
+        if layer.weights:
+            raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has no Keras counterpart for model.keras")
+        return keras.layers.Identity(name=layer.name)
+    config = layer.get_config()
+    if "stateful" in config:
+        config["stateful"] = False
+    return cls.from_config(config)
 
 
 def save_keras_file(model, path: Path) -> None:

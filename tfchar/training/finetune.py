@@ -4,9 +4,9 @@ The source is a run dir (its best checkpoint), a checkpoint, an export dir holdi
 shipped model's name (`tiny_shakespeare`).
 
 - **Config**: the new run takes its `[model]` section and `data.unit` from the source. A flag that changes
-  the weights' shape (`SHAPE_KEYS`) or the unit is an error naming it; `model.dropout` and
-  `model.implementation` may be changed (same weights). Train keys the user did not set take
-  `FINETUNE_DEFAULTS`.
+  the network (`fixed_keys`: cell, sizes, ...) or the unit is an error naming it; the dropout keys and
+  `model.implementation` may be changed (the same weights compute the same function at inference).
+  Train keys the user did not set take `FINETUNE_DEFAULTS`.
 - **Vocabulary**: the source's, followed by the new text's other characters in ascending code point order.
   Shared characters keep their trained embedding row and output column; new ones keep the fresh
   initialisation of the new model. A byte model grows only by byte values its text never held.
@@ -31,7 +31,7 @@ from tfchar.core.vocab import Vocab
 from tfchar.nn import checkpoint as ckpt_lib
 from tfchar.nn.models import build_from_config
 
-SHAPE_KEYS = ("cell", "rnn_size", "num_layers", "embedding_dim")  # [model] keys that fix the weights' shapes
+FREE_KEYS = ("implementation",)  # besides the *dropout keys: [model] keys a fine-tuning run may change
 # Train keys a fine-tuning run starts from unless the pipeline or a flag sets them (README: Fine-tuning).
 FINETUNE_DEFAULTS = {
     "learning_rate": 1e-3,  # half the from-scratch rate: large early updates would wash out what was learned
@@ -68,6 +68,11 @@ def explicit_keys(pipeline: str | None, overrides) -> dict[str, set[str]]:
     return keys
 
 
+def fixed_keys() -> list[str]:
+    """The [model] keys a fine-tuning run must share with its source (all but dropout and implementation)."""
+    return [k for k in config_lib.field_types("model") if k not in FREE_KEYS and not k.endswith("dropout")]
+
+
 def apply_source(cfg: config_lib.Config, explicit: dict[str, set[str]]) -> config_lib.Config:
     """`cfg` with the source's [model] section and data.unit, and the fine-tuning defaults of unset train keys.
 
@@ -78,7 +83,7 @@ def apply_source(cfg: config_lib.Config, explicit: dict[str, set[str]]) -> confi
     for key, value in dataclasses.asdict(src.config.model).items():
         if key not in explicit.get("model", ()):
             model[key] = value
-        elif key in SHAPE_KEYS and getattr(cfg.model, key) != value:
+        elif key in fixed_keys() and getattr(cfg.model, key) != value:
             raise ConfigError(f"model.{key}={getattr(cfg.model, key)} contradicts train.init_from={cfg.train.init_from} "
                               f"(its {key} is {value}): drop the flag, or train from scratch without init_from")
     unit = src.config.data.unit
@@ -102,8 +107,8 @@ def grown_vocab(source: Vocab, text: Vocab) -> tuple[Vocab, str]:
 
 
 def check_shape(model_cfg, src: Source) -> None:
-    """Raise CheckpointError naming the first [model] key whose value gives other weight shapes than the source's."""
-    for key in SHAPE_KEYS:
+    """Raise CheckpointError naming the first [model] key that makes another network than the source's."""
+    for key in fixed_keys():
         mine, theirs = getattr(model_cfg, key), getattr(src.config.model, key)
         if mine != theirs:
             raise CheckpointError(f"cannot fine-tune from {src.path}: its model.{key} is {theirs}, this run's is "

@@ -36,11 +36,11 @@ from tfchar.core.errors import CheckpointError, DataError, TrainingDiverged, Tra
 from tfchar.core.vocab import Vocab
 from tfchar.data import pipeline as data_lib
 from tfchar.data.corpus import Corpus, describe, load_corpus
-from tfchar.training import finetune
 from tfchar.nn import checkpoint as ckpt_lib
 from tfchar.nn.models import build_from_config, get_states, param_count, reset_states, set_states
 from tfchar.ops.metrics import bpc
 from tfchar.runtimes.keras import KerasRuntime, KerasScorer
+from tfchar.training import finetune
 from tfchar.training.distribute import (distribute_dataset, is_chief, make_distributed_train_step, make_strategy,
                                         per_replica_batch)
 from tfchar.training.progress import ProgressBar
