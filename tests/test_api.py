@@ -197,7 +197,7 @@ def test_a_shipped_model_is_found_by_name_from_any_folder(tmp_path, monkeypatch)
 
     monkeypatch.chdir(tmp_path)
     lm = tfchar.load("tiny_shakespeare")
-    assert lm.path == shipped("saved_models/tiny_shakespeare/saved_model") and lm.config.model.rnn_size == 384
+    assert lm.path == shipped("saved_models/tiny_shakespeare") and lm.config.model.rnn_size == 384
     text = lm.generate("ROMEO:", length=40, seed=7)
     assert text == sample("tiny_shakespeare", prime="ROMEO:", length=40, seed=7, out=False)[0]
     (tmp_path / "t.txt").write_text("To be, or not to be, that is the question.\n")
@@ -278,3 +278,18 @@ def test_the_readme_python_example_runs_as_written(tmp_path, shakespeare_text):
     history = [json.loads(line) for line in (tmp_path / "runs" / "mine" / "history.jsonl").read_text().splitlines()]
     assert history[-1]["step"] == 200
     assert (tmp_path / "saved_models" / "mine" / "model.keras").is_file()
+
+
+def test_tune_runs_the_command_line_search(tmp_path, monkeypatch, small_text_file):
+    monkeypatch.chdir(tmp_path)
+    result = tfchar.tune(small_text_file, log=None, data={"batch_size": 8, "seq_length": 20},
+                         model={"num_layers": 1, "embedding_dim": 8},
+                         train={"max_steps": 5, "sample_length": 0},
+                         tune={"algorithm": "random", "max_trials": 2, "max_epochs": 1, "project": "p",
+                               "space": str(ROOT / "tuning" / "smoke_space.toml")})
+    from tfchar.tuning.trials import OBJECTIVE
+    assert len(result["rows"]) == 2 and result["best"][OBJECTIVE] == min(r[OBJECTIVE] for r in result["rows"])
+    best = (tmp_path / "tuning" / "p" / "best.toml").read_text()
+    assert "rnn_size" in best and result["best_toml"].endswith("best.toml")
+    with pytest.raises(ConfigError, match="train.init_from is set per trial by tune"):
+        tfchar.tune(small_text_file, log=None, train={"init_from": "x"})

@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from tfchar.core.errors import ConfigError, DataError
+from tfchar.core.shipped import model_path
 from tfchar.ops.rng import sample_seeds
 from tfchar.runtimes.load import load_runtime
 from tfchar.sampling.sample import check_options
@@ -30,24 +31,23 @@ def load(name_or_path: str | os.PathLike, which: str = "best") -> "Model":
     a SavedModel dir, a .tflite file, or a shipped model's name ("tiny_shakespeare")."""
     if which not in ("best", "last"):
         raise ConfigError(f"which={which!r} must be 'best' or 'last'")
-    return Model(load_runtime(os.fspath(name_or_path), which))
+    path = model_path(os.fspath(name_or_path))
+    return Model(load_runtime(path, which), path)
 
 
 class Model:
     """A trained char-RNN (see `load`).
 
     Attributes:
-        path: what it was opened from; vocab: its `Vocab` (`vocab.tokens`: the character of each id);
+        path: what it was opened from (a name resolved: the shipped export dir, which `train.init_from` takes);
+        vocab: its `Vocab` (`vocab.tokens`: the character of each id);
         config: its `Config` (None for a lone .tflite file); kind: "keras", "saved_model" or "tflite";
         runtime: the underlying `tfchar.runtimes` runtime.
     """
 
-    def __init__(self, runtime):
+    def __init__(self, runtime, path: Path | None = None):
         self.runtime = runtime
-
-    @property
-    def path(self) -> Path | None:
-        return self.runtime.path
+        self.path = Path(path) if path is not None else runtime.path
 
     @property
     def vocab(self):
