@@ -4,8 +4,8 @@ training the same architecture from scratch at equal wall time.
 The text is every distinct licence text Debian keeps in /usr/share/common-licenses, concatenated in name order
 (~240 KB, offline on any Debian or Ubuntu machine). Both runs train the shipped model's architecture on it
 with tfchar's defaults (the fine-tuning defaults for the fine-tuned one: README, Fine-tuning), the same
-data settings and the same number of optimizer steps, chosen from a timed calibration run so that each
-takes about `--minutes` of wall time (the time budget is a step count: tfchar has no time-based stop). The
+data settings and the same wall time: `train.time_budget` where this tfchar has it, else the same number
+of optimizer steps, chosen from a timed calibration run so that each takes about `--minutes`. The
 best checkpoint of each (by validation) is scored on the test split (exact: one stream, whole left
 context). Prints both runs' wall time and test bpc, the curve of validation bpc against seconds, and a
 Markdown table for the README; `--plot FILE` also draws the curves.
@@ -96,15 +96,7 @@ def main() -> None:
     print(f"text: {text} ({text.stat().st_size:,} bytes); base: {base.path} ({m.num_layers}x{m.rnn_size} {m.cell})")
     print(f"CPU: {cpu_name()}; load average {os.getloadavg()[0]:.1f} at start")
 
-    steps = args.steps
-    if not steps:  # calibrate: seconds per step of this architecture, evaluations included at the same density
-        calib = fit(common + arch + ["--train.max_steps=60", "--train.eval_every=20",
-                                     f"--train.run_dir={work / 'calibrate'}"], work / "calibrate.log")
-        per_step = json.loads((calib / "result.json").read_text())["wall_time_s"] / 60
-        steps = max(EVALUATIONS, int(args.minutes * 60 / per_step))
-        print(f"calibration: {per_step:.3f} s/step -> {steps} steps per run (train.max_steps)")
-    every = max(1, steps // EVALUATIONS)
-    budget = [f"--train.max_steps={steps}", f"--train.eval_every={every}", "--train.epochs=1000"]
+    budget = time_budget(args, common + arch, work)
     runs = {}
     for name, extra in (("from scratch", arch), ("fine-tuned", [f"--train.init_from={base.path}"])):
         started = time.time()
@@ -112,14 +104,35 @@ def main() -> None:
                       work / f"{name.replace(' ', '_')}.log")
         result = json.loads((run_dir / "result.json").read_text())
         runs[name] = {"run_dir": run_dir, "wall": result["wall_time_s"], "total": time.time() - started,
+                      "steps": result["steps"],
                       "val": result["best_val_bpc"], "test": test_bpc(run_dir), "curve": history(run_dir),
                       "lr": _config_value(run_dir, "learning_rate")}
         print(f"{name}: {result['steps']} steps in {result['wall_time_s']:.0f} s of training "
               f"({runs[name]['total']:.0f} s with start-up), best val {result['best_val_bpc']:.4f} bpc, "
               f"test {runs[name]['test']:.4f} bpc")
-    report(runs, steps, text)
+    report(runs, budget, text)
     if args.plot:
         plot(runs, Path(args.plot))
+
+
+def time_budget(args, scratch: list[str], work: Path) -> list[str]:
+    """The flags that give each run the same wall time: train.time_budget where tfchar has it, else a step
+    count (train.max_steps) from a timed calibration run, evaluations included at the same density."""
+    from tfchar.core.config import field_types
+
+    seconds = int(args.minutes * 60)
+    if not args.steps and "time_budget" in field_types("train"):
+        print(f"budget: train.time_budget={seconds} (seconds, evaluations included)")
+        return [f"--train.time_budget={seconds}", f"--train.eval_period={seconds / EVALUATIONS:g}",
+                "--train.eval_every=0", "--train.epochs=1000"]
+    steps = args.steps
+    if not steps:
+        calib = fit(scratch + ["--train.max_steps=60", "--train.eval_every=20", f"--train.run_dir={work / 'calibrate'}"],
+                    work / "calibrate.log")
+        per_step = json.loads((calib / "result.json").read_text())["wall_time_s"] / 60
+        steps = max(EVALUATIONS, int(seconds / per_step))
+        print(f"budget: calibration {per_step:.3f} s/step -> train.max_steps={steps} per run")
+    return [f"--train.max_steps={steps}", f"--train.eval_every={max(1, steps // EVALUATIONS)}", "--train.epochs=1000"]
 
 
 def _config_value(run_dir: Path, key: str):
@@ -128,14 +141,15 @@ def _config_value(run_dir: Path, key: str):
     return getattr(load_resolved(run_dir / "config.toml").train, key)
 
 
-def report(runs: dict, steps: int, text: Path) -> None:
+def report(runs: dict, budget: list[str], text: Path) -> None:
     print("\nvalidation bpc against seconds of training:")
     for name, r in runs.items():
         print(f"  {name:13s} " + "  ".join(f"{h['time']:.0f}s {h['val_bpc']:.3f}" for h in r["curve"]))
-    print(f"\n| run ({steps} steps, {time.strftime('%Y-%m-%d')}) | learning rate | wall time | best val bpc | test bpc |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(f"\n{time.strftime('%Y-%m-%d')}, {' '.join(b for b in budget if 'epochs' not in b)}:\n")
+    print("| run | learning rate | steps | training time | best val bpc | test bpc |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, r in runs.items():
-        print(f"| {name} | {r['lr']:g} | {r['wall']:.0f} s | {r['val']:.3f} | {r['test']:.3f} |")
+        print(f"| {name} | {r['lr']:g} | {r['steps']} | {r['wall']:.0f} s | {r['val']:.3f} | {r['test']:.3f} |")
     scratch, tuned = runs["from scratch"]["test"], runs["fine-tuned"]["test"]
     verdict = "beats" if tuned < scratch else "does NOT beat"
     print(f"\nfine-tuning {verdict} training from scratch on the test split: {tuned:.3f} vs {scratch:.3f} bpc "
