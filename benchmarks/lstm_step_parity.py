@@ -12,11 +12,11 @@ in-process in variants that switch its defaults, one at a time or all together, 
     forget_bias  + Keras biases: 1 on the forget gate, 0 elsewhere (unit_forget_bias), b_hh = 0
     embedding    + Keras embedding: uniform +-0.05
     output       + Keras output layer: glorot-uniform weight, zero bias
-    eps          + Keras Adam epsilon 1e-7
+    eps          + Keras Adam epsilon: 1e-7, added to sqrt(v) before the bias correction (as Keras does)
     keras        all five
+    a+b+...      several switches together, e.g. lstm+forget_bias+output+eps (all but the embedding)
 
-The headline variants (torch, keras) and tfchar run with every --seeds seed; the single switches with the
-first seed.
+The --headline variants (torch, keras) and tfchar run with every --seeds seed, the others with the first.
 
     python benchmarks/lstm_step_parity.py                              # 2x256, 400 steps (~45 min, 1 thread)
     python benchmarks/lstm_step_parity.py --hidden 512 --steps 200 --variants torch,keras --seeds 0
@@ -54,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=400, help="optimizer steps per run")
     p.add_argument("--eval-every", type=int, default=50, help="steps between validation scores")
     p.add_argument("--variants", default=",".join(VARIANTS), help="PyTorch variants, comma-separated")
-    p.add_argument("--seeds", default="0,1", help="seeds of the headline runs (torch, keras, tfchar)")
+    p.add_argument("--seeds", default="0,1", help="seeds of the headline runs and tfchar (others: the first)")
+    p.add_argument("--headline", default=",".join(HEADLINE), help="variants run with every seed")
     p.add_argument("--tfchar", default="on", choices=("on", "off"), help="also train tfchar")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "step_parity", help="output folder")
@@ -64,8 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def check_args(a) -> tuple:
     """The variants and seeds; a bad value is a RaceError."""
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    if not variants or any(v not in VARIANTS for v in variants):
-        raise RaceError(f"--variants {a.variants!r}: choose from {','.join(VARIANTS)}")
+    if not variants or any(part not in VARIANTS for v in variants for part in v.split("+")):
+        raise RaceError(f"--variants {a.variants!r}: choose from {','.join(VARIANTS)}, or join several with +")
     try:
         seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     except ValueError:
@@ -83,10 +84,10 @@ def torch_run(split, variant: str, seed: int, a) -> dict:
     from race.lstm_train import LSTMRecipe, train_lstm
     from race.progressive import score_progressive
 
-    parts = set(INIT_CHOICES) | {"eps"} if variant == "keras" else ({variant} - {"torch"})
+    parts = set(INIT_CHOICES) | {"eps"} if variant == "keras" else (set(variant.split("+")) - {"torch"})
     torch.manual_seed(seed)
     model = keras_init(CharLSTM(split.vocab_size, hidden=a.hidden), parts - {"eps"})
-    recipe = LSTMRecipe(eps=1e-7 if "eps" in parts else 1e-8)
+    recipe = LSTMRecipe(eps=1e-7, keras_eps=True) if "eps" in parts else LSTMRecipe()
     snaps = train_lstm(model, split.train, recipe, steps=a.steps, snapshot_due=lambda c, s: s % a.eval_every == 0,
                        log=lambda line: None)
     curve = {}
@@ -132,7 +133,8 @@ def main(argv=None) -> None:
     head = header(a.threads)
     print(f"step parity, 2x{a.hidden} LSTM, {a.steps} steps: {head}", flush=True)
     jobs = [("tfchar", s) for s in seeds if a.tfchar == "on"]
-    jobs += [(v, s) for v in variants for s in (seeds if v in HEADLINE else seeds[:1])]
+    headline = a.headline.split(",")
+    jobs += [(v, s) for v in variants for s in (seeds if v in headline else seeds[:1])]
     runs = {}
     for variant, seed in jobs:
         t0 = time.perf_counter()

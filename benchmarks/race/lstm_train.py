@@ -30,6 +30,9 @@ class LSTMRecipe:
     decay_after: int = 10
     clip: float = 5.0
     eps: float = 1e-8  # Adam's epsilon: PyTorch's default (Keras: 1e-7)
+    # Keras adds eps to sqrt(v) before the bias correction, PyTorch after: True applies eps Keras's way
+    # (PyTorch's eps at step t = eps / sqrt(1 - beta2^t)).
+    keras_eps: bool = False
 
 
 @dataclass(eq=False)  # compared by identity (weights are tensors)
@@ -82,6 +85,8 @@ def train_lstm(model, train_ids: np.ndarray, recipe: LSTMRecipe, seconds: float 
             state = None  # epoch start: zero state
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, step, per_epoch)
+            if recipe.keras_eps:
+                group["eps"] = recipe.eps / (1.0 - group["betas"][1] ** (step + 1)) ** 0.5
         window = view[:, k * T:k * T + T + 1]  # [B, T + 1]
         logits, state = model(window[:, :-1], state)  # [B, T, V]
         state = tuple(s.detach() for s in state)
