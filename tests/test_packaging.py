@@ -5,7 +5,7 @@ virtual environment works from an empty folder (fit, tune, sample, tfchar.load, 
 from __future__ import annotations
 
 import os
-import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -55,8 +55,15 @@ def installed(tmp_path_factory):
     """The wheel built from this checkout, installed into a fresh venv that reuses the installed dependencies
     (offline: --system-site-packages, --no-deps, --no-build-isolation, --no-index)."""
     root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"  # a clean copy: building in the checkout would leave build/ (and stale files) there
+    skip = shutil.ignore_patterns("node_modules", "__pycache__")
+    for name in ("tfchar", "pipelines", "web", "saved_models/tiny_shakespeare"):
+        shutil.copytree(ROOT / name, source / name, ignore=skip)
+    for f in ("pyproject.toml", "README.md", *(p.relative_to(ROOT) for p in (ROOT / "tuning").glob("*.toml"))):
+        (source / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, source / f)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-w", str(root / "dist"), str(ROOT)], check=True, capture_output=True, timeout=600)
+                    "-w", str(root / "dist"), str(source)], check=True, capture_output=True, timeout=600)
     wheel = next((root / "dist").glob("tfchar-*.whl"))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
