@@ -17,13 +17,16 @@ from tfchar.training.run_dir import resolve_config
 from tfchar.training.trainer import fit
 
 
-def run(pipeline: str | None, overrides: list[str], log=print, export_here: bool = True) -> dict:
+def run(pipeline: str | None, overrides: list[str], log=print, progress=None, export_here: bool = True) -> dict:
     """Train the run a pipeline file and `--section.key=value` overrides describe; export it if asked: here, or
     (`export_here=False`) only say how in result["export_command"], the arguments of `python -m tfchar.export`
-    for the command line to run in a fresh process (the training's memory is then gone)."""
+    for the command line to run in a fresh process (the training's memory is then gone).
+
+    `progress(step, val_bpc, sample)` is called after each evaluation (`trainer.fit`).
+    """
     cfg, run_dir = resolve_config(pipeline, overrides)
     log(f"run directory: {run_dir}")
-    result = fit(cfg, run_dir, log)
+    result = fit(cfg, run_dir, log, progress)
     if cfg.export.on_finish and result.get("run_dir"):
         out = Path(cfg.export.out) if cfg.export.out else Path("saved_models") / run_dir.name
         if not export_here:
