@@ -92,7 +92,7 @@ def env() -> dict:
 
 def fit_args(run_dir: Path, work: Path, steps: int, eval_every: int, backup_every_s: int, seed: int) -> list[str]:
     return [f"--data.source={SHAKESPEARE}", f"--data.cache_dir={work / 'cache'}", "--data.batch_size=32",
-            "--data.seq_length=64", "--model.rnn_size=128", f"--train.max_steps={steps}",
+            "--data.seq_length=64", "--model.rnn_size=128", "--model.dropout=0", f"--train.max_steps={steps}",
             f"--train.eval_every={eval_every}", "--train.eval_chars=50000", f"--train.backup_every_s={backup_every_s}",
             "--train.sample_length=200", f"--train.seed={seed}", f"--train.run_dir={run_dir}",
             f"--export.out={run_dir.parent / (run_dir.name + '-export')}", "--export.eval_chars=20000"]

@@ -74,7 +74,8 @@ def test_first_signal_sets_the_flag_while_training_a_second_aborts():
         with pytest.raises(Abort) as outside:  # before training starts: nothing to save, stop at once
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
-        assert outside.value.exit_code == 143 and not stop.stop
+        assert outside.value.exit_code == 143 and stop.stop  # recorded too, in case a finalizer swallows Abort
+    with StopFlag() as stop:
         with stop.deferring():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.1)
@@ -107,7 +108,9 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(small_text_file, tmp_path):
 
 
 def test_kill_9_resumes_from_the_backup_on_the_same_curve(small_text_file, tmp_path):
-    steps = {"train.max_steps": 300, "train.eval_every": 150, "train.backup_every_s": 1, "train.sample_length": 0}
+    # dropout 0 (the command line's default pipeline has 0.1): the resumed run must reproduce the curve exactly
+    steps = {"train.max_steps": 300, "train.eval_every": 150, "train.backup_every_s": 1, "train.sample_length": 0,
+             "model.dropout": 0.0}
     straight = tmp_path / "straight"
     train(small_text_file, straight, **steps)
     run_dir = tmp_path / "killed"
@@ -242,7 +245,8 @@ def test_file_size_limit_ends_the_run_with_one_line(three_checkpoints, small_tex
                           preexec_fn=set_limit, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = [line for line in proc.stderr.splitlines() if line.startswith("tfchar:")]
-    assert len(err) == 1 and "File too large" in err[0] and "optimizer.npz" in err[0], proc.stderr[-2000:]
+    assert len(err) == 1 and "File too large" in err[0], proc.stderr[-2000:]
+    assert "(model.keras:" in err[0] or "(optimizer.npz:" in err[0]  # the weights fit, the next file does not
     assert "Traceback" not in proc.stderr
     assert_failed_cleanly(run_dir, err[0], before)
     assert sorted(p.name for p in named(run_dir)) == sorted(before)

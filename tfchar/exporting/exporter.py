@@ -109,13 +109,16 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
 def interruptible_export(run_dir, out_dir=None, log: Callable[[str], None] = print, **kwargs) -> dict:
     """`export_run` where Ctrl-C or SIGTERM stops at once: its temporary files are removed and
     `TrainingInterrupted` (exit status 130/143) says how to export again."""
-    with StopFlag():
+    again = f"python -m tfchar.export {run_dir}" + (f" --out {out_dir}" if out_dir else "")
+    with StopFlag() as stop:
         try:
-            return export_run(run_dir, out_dir, log=log, **kwargs)
+            metrics = export_run(run_dir, out_dir, log=log, **kwargs)
         except Abort as e:
             raise TrainingInterrupted(f"{e} during the export of {run_dir}; nothing was written: export it with "
-                                      f"python -m tfchar.export {run_dir}" + (f" --out {out_dir}" if out_dir else ""),
-                                      e.exit_code) from None
+                                      f"{again}", e.exit_code) from None
+    if stop.stop:  # the Abort was swallowed (raised inside a finalizer): the export finished first
+        raise TrainingInterrupted(f"stopped by {stop.name} after the export was written", stop.exit_code)
+    return metrics
 
 
 def _write_files(tmp: Path, gen: CharGenerator, cfg, vocab, int8: bool) -> dict:

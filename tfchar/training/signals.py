@@ -3,7 +3,8 @@
 Inside `deferring()` (the training loop) the first signal becomes a flag the loop checks after each step:
 it writes a checkpoint and stops with exit status 128 + the signal's number (130, 143). Outside it (start-up,
 the export), or on a second signal, the run stops at once with `Abort`, a KeyboardInterrupt that unwinds
-through every `finally` (temporaries are removed) and exits with the same status.
+through every `finally` (temporaries are removed) and exits with the same status. `stop` is set in both
+cases, so a caller can still stop when Python swallowed the Abort (raised inside a finalizer).
 
 Example:
     with StopFlag() as stop:
@@ -66,6 +67,8 @@ class StopFlag:
 
     def _handler(self, signum, frame):
         if self.stop or not self._defer:
+            # Recorded too: an exception raised while Python runs a finalizer (__del__) is only printed.
+            self.signum = self.signum or signum
             raise Abort(signum)
         self.signum = signum
         again = "Ctrl-C" if signum == signal.SIGINT else signal_name(signum)
