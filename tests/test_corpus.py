@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -118,3 +120,41 @@ def test_vocab_json_lists_token_strings(tmp_path):
     c = load(f, tmp_path)
     c.vocab.save(tmp_path / "vocab.json")
     assert json.loads((tmp_path / "vocab.json").read_text()) == ["\n", "a", "b", "\u00e9"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "alter", "header"])
+def test_corrupt_encode_cache_is_detected_and_rebuilt(tmp_path, damage):
+    f = tmp_path / "t.txt"
+    f.write_text("the quick brown fox jumps over the lazy dog\n" * 500)
+    cfg = DataConfig(source=str(f), cache_dir=str(tmp_path / "cache"))
+    good = np.array(load_corpus(cfg).train)
+    (cache,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    ids = cache / "ids.npy"
+    data = bytearray(ids.read_bytes())
+    if damage == "truncate":
+        data = data[:len(data) // 2]
+    elif damage == "alter":
+        data[len(data) // 2] ^= 0x01  # one bit of one id: the file keeps its size
+    else:
+        data[10:20] = b"x" * 10  # the .npy header
+    ids.write_bytes(bytes(data))
+    logs = []
+    c = load_corpus(cfg, logs.append)
+    assert "is corrupt" in logs[0] and logs[1].startswith("encoding"), logs
+    np.testing.assert_array_equal(np.array(c.train), good)  # rebuilt from the text, not the damaged file
+    assert load_corpus(cfg, logs.append) is not None and logs[-1].startswith("using cached")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache.name]  # nothing left aside
+
+
+def test_killed_encoding_leaves_nothing_behind(tmp_path):
+    import socket
+    cache = tmp_path / "cache"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = cache / f".tmp-0123abc-{socket.gethostname()}-{dead.pid}"  # a killed process's unfinished encoding
+    stale.mkdir(parents=True)
+    (stale / "ids.npy").write_bytes(b"half")
+    f = tmp_path / "t.txt"
+    f.write_text("abc\n" * 100)
+    load_corpus(DataConfig(source=str(f), cache_dir=str(cache)))
+    assert not stale.exists()

@@ -253,3 +253,27 @@ def test_export_refuses_to_replace_a_foreign_dir(lstm_export, tmp_path):
     with pytest.raises(CheckpointError, match="not a tfchar export"):
         exporter.export_run(lstm_export.run, tmp_path, log=lambda s: None)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_bounded_scoring_says_how_many_characters_each_figure_scored(lstm_export, tmp_path):
+    r = lstm_export
+    assert r.metrics["chars"]["test_bpc"] == r.metrics["split_chars"]["test"] - 1 - (len(r.splits["test"]) - 1) % 8
+    m = exporter.export_run(r.run, tmp_path / "bounded", int8=True, splits=r.splits, log=lambda s: None,
+                            eval_chars=1000)
+    assert set(m["chars"].values()) == {1000}  # 125 characters of each of the 8 streams, on every route
+    view = stream_view(np.asarray(r.splits["test"]), 8)[:, :126]  # [8, 126]: the first 125 scored per stream
+    logp = tf.nn.log_softmax(keras_logits_batch(r.model, view[:, :-1]).astype(np.float64)).numpy()
+    nll = -np.take_along_axis(logp, view[:, 1:, None].astype(np.int64), axis=-1)
+    assert m["test_bpc"] == pytest.approx(nll.mean() / math.log(2), abs=1e-4)
+    assert abs(m["tflite_test_bpc"] - m["test_bpc"]) < 1e-4 and "first 1,000 characters" in m["bpc_method"]
+    saved = json.loads((tmp_path / "bounded" / "metrics.json").read_text())
+    assert saved["chars"] == m["chars"] and saved["split_chars"] == r.metrics["split_chars"]
+
+
+def test_a_killed_exports_leftovers_are_removed(lstm_export, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".model.tmp-{dead.pid}"
+    (stale / "saved_model").mkdir(parents=True)
+    exporter.export_run(lstm_export.run, tmp_path / "model", int8=False, splits={}, log=lambda s: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -95,8 +95,8 @@ def guard(main=None, *, tensorflow: bool = True):
             raise SystemExit(e.exit_code) from None
         except TfcharError as e:
             fail(str(e), e.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+        except KeyboardInterrupt as e:  # a second Ctrl-C/SIGTERM, or one outside training (training.signals.Abort)
+            fail(str(e) or "interrupted", getattr(e, "exit_code", 130))
         except BrokenPipeError:
             # `python -m tfchar.sample ... | head` closes stdout early: not an error.
             sys.stderr.close()

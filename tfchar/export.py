@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from tfchar.cli import Parser, guard
+from tfchar.core.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -20,15 +21,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--which", choices=("best", "last"), default="best",
                    help="checkpoint of a run dir to export (default: best)")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="do not write model_int8.tflite")
+    p.add_argument("--eval_chars", type=int, default=None,
+                   help="characters of each split to score for metrics.json (0 = the whole splits; default: the "
+                        "run's export.eval_chars)")
     return p.parse_args(argv)
 
 
 @guard
 def main(argv=None) -> int:
     a = parse_args(argv)
-    from tfchar.exporting.exporter import export_run  # imports TensorFlow: after the flags are known to parse
+    from tfchar.exporting.exporter import interruptible_export  # imports TensorFlow: after the flags parse
 
-    export_run(a.run_dir, a.out or None, int8=a.int8, which=a.which)
+    if a.eval_chars is not None and a.eval_chars < 0:
+        raise ConfigError(f"--eval_chars {a.eval_chars} must be >= 0 (0 = the whole splits)")
+    interruptible_export(a.run_dir, a.out or None, int8=a.int8, which=a.which, eval_chars=a.eval_chars)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from tfchar.cli import guard, pipeline_command_line
@@ -20,15 +21,22 @@ the fine-tuning defaults. Examples:
 
 
 @guard
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, fresh_export: bool = False) -> int:
+    """Train; export in this process, or with `fresh_export` (the program `python -m tfchar.fit`) replace this
+    process by `python -m tfchar.export`, so the export starts without the training's memory (same pid, same
+    output, its exit status)."""
     parsed = pipeline_command_line(sys.argv[1:] if argv is None else argv, USAGE)
     if parsed is None:
         return 0
     from tfchar.training.run import run  # imports TensorFlow: after the command line is known to parse
 
-    run(*parsed)
+    result = run(*parsed, export_here=not fresh_export)
+    if result.get("export_command"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *result["export_command"]])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(fresh_export=True))

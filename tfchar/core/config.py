@@ -96,6 +96,9 @@ class TrainConfig:
     eval_every: int = _f(1000, "evaluate on the validation split every N steps (and at each epoch end; 0 = epoch ends only)")
     eval_chars: int = _f(200_000, "characters each evaluation scores: the first eval_chars/8 of each of the 8 contiguous "
                                   "validation streams, the same ones every time (0 = the whole split)")
+    backup_every_s: int = _f(180, "seconds of training between backup checkpoints (weights, optimizer, data position; "
+                                  "no validation, never best, replaced in place): a killed run resumes losing at most "
+                                  "this much plus one step (0 = none)")
     keep_checkpoints: int = _f(5, "named checkpoints to keep besides best and last (0 = keep all)")
     sample_length: int = _f(300, "characters of sample text logged to TensorBoard at each evaluation (0 = none)")
     name: str = _f("", "run name ('' = the pipeline file's name, else the source's)")
@@ -108,8 +111,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         _positive(self, "epochs")
-        _non_negative(self, "max_steps", "eval_every", "eval_chars", "keep_checkpoints", "sample_length", "stride",
-                      "burn_in")
+        _non_negative(self, "max_steps", "eval_every", "eval_chars", "backup_every_s", "keep_checkpoints",
+                      "sample_length", "stride", "burn_in")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"train.learning_rate = {self.learning_rate} must be a positive number, e.g. 0.002")
         if not 0.0 < self.lr_decay <= 1.0:
@@ -129,9 +132,11 @@ class ExportConfig:
     on_finish: bool = _f(True, "export the best checkpoint when fit finishes")
     out: str = _f("", "export directory ('' = saved_models/<run name>)")
     int8: bool = _f(True, "also write model_int8.tflite (dynamic-range quantized)")
+    eval_chars: int = _f(60_000, "characters of the validation and test splits scored through each exported file "
+                                 "for metrics.json (the layout of train.eval_chars; 0 = the whole splits)")
 
     def validate(self) -> None:
-        pass
+        _non_negative(self, "eval_chars")
 
 
 @dataclass(frozen=True)

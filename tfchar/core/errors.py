@@ -26,10 +26,24 @@ class CheckpointError(TfcharError):
     """A missing, incompatible or corrupt checkpoint or run directory."""
 
 
+class StorageError(TfcharError):
+    """A file could not be written (disk full, read-only folder, file-size limit); what was written before is
+    intact and no temporary is left."""
+
+
+class RunLocked(TfcharError):
+    """Another live process is writing the run directory."""
+
+
 class TrainingInterrupted(TfcharError):
-    """Ctrl-C: a checkpoint was written and the run can be resumed."""
+    """Ctrl-C or SIGTERM: a checkpoint was written and the run can be resumed. Exit code 128 + the signal's
+    number (130 for SIGINT, 143 for SIGTERM)."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class TrainingDiverged(TfcharError):

@@ -2,7 +2,9 @@
 
 The encoded corpus is cached (char-rnn's `data.t7`) as one memory-mapped `ids.npy` with its vocabulary
 and split boundaries, keyed by the source and its files' size and modification time: a second run on
-the same text skips preprocessing, a changed text is re-encoded. Encoding streams the text in chunks
+the same text skips preprocessing, a changed text is re-encoded. `meta.json` records the size and CRC-32 of
+`ids.npy`, checked on every load (~0.2 s per 100 MB): a truncated or altered cache is re-encoded, never
+trained on. Encoding streams the text in chunks
 (two passes: vocabulary, then ids), so a 100 MB corpus never needs more than a few chunks in memory.
 
 Example:
@@ -14,9 +16,12 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import io
 import json
 import os
 import shutil
+import socket
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -25,11 +30,12 @@ import numpy as np
 
 from tfchar.core.choices import SPLITS
 from tfchar.core.errors import DataError
+from tfchar.core.procs import alive
 from tfchar.core.paths import cache_dir
 from tfchar.core.vocab import Vocab
 
 CHUNK_BYTES = 1 << 22  # 4 MiB of text per encoding step: bounds memory for any corpus size
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: meta.json holds the size and CRC-32 of ids.npy
 BOM = codecs.BOM_UTF8
 
 
@@ -68,7 +74,13 @@ def load_corpus(data_cfg, log: Callable[[str], None] = lambda s: None, vocab: Vo
     key = hashlib.sha1(json.dumps([CACHE_VERSION, data_cfg.source, data_cfg.unit, data_cfg.tfds_feature,
                                    fingerprint]).encode()).hexdigest()[:20]
     cache = cache_root / key
+    _remove_stale_temporaries(cache_root)
     meta = _read_meta(cache)
+    problem = _check_ids(cache, meta) if meta is not None else None
+    if problem:
+        log(f"the encode cache {cache} is corrupt ({problem}): encoding the text again")
+        _discard(cache)
+        meta = None
     if meta is None:
         log(f"encoding {data_cfg.source} ({data_cfg.unit}s) into {cache}")
         _encode(parts, data_cfg.unit, cache, data_cfg.source)
@@ -311,18 +323,37 @@ def _encode(parts: list[_Part], unit: str, cache: Path, source: str) -> None:
     lut = np.zeros(max(vocab) + 1, dtype=dtype)
     lut[np.array(vocab)] = np.arange(len(vocab), dtype=dtype)
 
-    tmp = cache.parent / f".tmp-{cache.name}-{os.getpid()}"
+    tmp = cache.parent / f".tmp-{cache.name}-{socket.gethostname()}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    pos, bounds = 0, {}
+    try:
+        tmp.mkdir(parents=True)
+        _write_cache(tmp, parts, unit, dtype, lut, total, source, vocab)
+        os.rename(tmp, cache)
+    except OSError as e:
+        if not cache.is_dir():  # not "another process cached the same text first"
+            raise DataError(f"cannot write the encode cache {e.filename or tmp} ({e.strerror}): free space, or set "
+                            f"data.cache_dir to a writable folder") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_cache(tmp: Path, parts: list[_Part], unit: str, dtype, lut: np.ndarray, total: int, source: str,
+                 vocab: list[int]) -> None:
+    """ids.npy (the ids, through `lut`) and meta.json (vocabulary, splits, size and CRC-32 of ids.npy)."""
+    pos, bounds, crc = 0, {}, 0
     # Plain writes, not a writable memmap: its dirty pages would count as this process's memory (the
     # whole corpus, at the end of the pass); training maps the file read-only.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                  "fortran_order": False, "shape": (total,)})
     with open(tmp / "ids.npy", "wb") as ids:
-        np.lib.format.write_array_header_1_0(ids, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                                   "fortran_order": False, "shape": (total,)})
+        ids.write(header.getvalue())
+        crc = zlib.crc32(header.getvalue())
         for split, units in _joined(parts, unit):
             start = pos
-            ids.write(lut[units].tobytes())
+            data = lut[units].tobytes()
+            ids.write(data)
+            crc = zlib.crc32(data, crc)
             pos += len(units)
             lo, hi = bounds.get(split, (start, pos))
             bounds[split] = (min(lo, start), pos)
@@ -330,12 +361,8 @@ def _encode(parts: list[_Part], unit: str, cache: Path, source: str) -> None:
     if None not in bounds:  # TFDS: the dataset's own splits; carve missing ones from the end of train
         splits = _complete_splits(bounds)
     meta = {"version": CACHE_VERSION, "source": source, "unit": unit, "vocab": [chr(c) for c in vocab],
-            "size": total, "splits": splits}
+            "size": total, "splits": splits, "ids_bytes": (tmp / "ids.npy").stat().st_size, "ids_crc32": crc}
     (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False))
-    try:
-        os.rename(tmp, cache)
-    except OSError:  # another process cached the same text first
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _complete_splits(bounds: dict) -> dict:
@@ -358,6 +385,40 @@ def _read_meta(cache: Path) -> dict | None:
         return meta
     except (OSError, ValueError):
         return None
+
+
+def _check_ids(cache: Path, meta: dict) -> str | None:
+    """What is wrong with a cache's ids.npy (size or CRC-32 not those meta.json recorded), or None."""
+    path = cache / "ids.npy"
+    size = path.stat().st_size
+    if size != meta.get("ids_bytes"):
+        return f"ids.npy has {size:,} bytes, {meta.get('ids_bytes', 0):,} were written"
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            crc = zlib.crc32(chunk, crc)
+    if crc != meta.get("ids_crc32"):
+        return "ids.npy was altered: its checksum differs"
+    return None
+
+
+def _discard(cache: Path) -> None:
+    """Remove a corrupt cache: renamed away first (atomic), so no reader ever sees it half-deleted."""
+    aside = cache.parent / f".corrupt-{cache.name}-{os.getpid()}"
+    try:
+        os.rename(cache, aside)
+    except OSError:
+        return  # another process discarded it first
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove_stale_temporaries(cache_root: Path) -> None:
+    """Remove encodings this host's killed processes left unfinished (`.tmp-<key>-<host>-<pid>`)."""
+    host = socket.gethostname()
+    for tmp in cache_root.glob(f".tmp-*-{host}-*") if cache_root.is_dir() else ():
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe(corpus: Corpus) -> str:

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +29,7 @@ from tfchar.data.corpus import load_corpus
 from tfchar.evaluation.dynamic import dynamic_score
 from tfchar.runtimes.base import Runtime
 from tfchar.runtimes.load import load_runtime
+from tfchar.training.progress import CountBar
 
 
 def split_ids(runtime: Runtime, split: str, log=lambda s: None) -> np.ndarray:
@@ -108,7 +110,12 @@ def evaluate(model_path, text=None, split: str | None = None, streams: int = 1, 
         raise DataError(f"{what} has {len(ids)} scorable character(s): at least 2 are needed")
     label = runtime.describe()
     log(f"scoring {what} ({len(ids):,} characters) with {label}, {streams} stream(s)")
-    result = {**runtime.score(ids, streams, chunk), "skipped": skipped, "skipped_chars": distinct, "text": what,
+    bar = CountBar("scoring", stream=sys.stderr)  # stdout holds the figures
+    try:
+        scored = runtime.score(ids, streams, chunk, progress=bar)
+    finally:
+        bar.close()
+    result = {**scored, "skipped": skipped, "skipped_chars": distinct, "text": what,
               "model": label, "streams": streams}
     if dynamic:
         log(f"dynamic evaluation: {dynamic_optimizer}, lr {dynamic_lr:g}, segment {segment}")

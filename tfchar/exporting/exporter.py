@@ -7,7 +7,8 @@
       model.keras         the trainable weights as a stock Keras model (keras.saving.load_model, no tfchar)
       vocab.json          token id -> character, as in the run dir
       config.toml         the model's [data] and [model] sections
-      metrics.json        bpc of the exported files on the validation and test splits, sizes, parity
+      metrics.json        bpc of the exported files on the validation and test splits (`chars`: how many
+                          characters each figure scored, `export.eval_chars` of each split), sizes, parity
 
 Everything is written into a temporary sibling directory and renamed into place, so an interrupted
 export never leaves a half-written model where a previous export was.
@@ -30,13 +31,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfchar.core import config as config_lib
-from tfchar.core.errors import CheckpointError, TfcharError
+from tfchar.core.errors import CheckpointError, TfcharError, TrainingInterrupted
+from tfchar.core.procs import alive
 from tfchar.data.corpus import load_corpus
 from tfchar.nn.checkpoint import KERAS_FILE, load_run, load_weights, run_dir_of, save_keras_file
 from tfchar.nn.generator import CharGenerator
 from tfchar.nn.models import build_from_config
 from tfchar.runtimes.saved_model import SavedModelRuntime
 from tfchar.runtimes.tflite import TFLiteRuntime
+from tfchar.training.progress import CountBar
+from tfchar.training.signals import Abort, StopFlag
 
 SIGNATURES = ("generate", "step", "vocabulary")
 EVAL_STREAMS = 8  # contiguous rows per bpc evaluation: fit's validation layout (runtimes.keras.KerasScorer)
@@ -44,7 +48,7 @@ PARITY_SHAPE = (8, 32)  # parity check: 8 streams of 32 characters
 
 
 def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", splits: dict | None = None,
-               log: Callable[[str], None] = print) -> dict:
+               log: Callable[[str], None] = print, eval_chars: int | None = None) -> dict:
     """Export a run's checkpoint to SavedModel + TFLite and return its metrics (also in metrics.json).
 
     Args:
@@ -55,10 +59,13 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         splits: {"val": ids, "test": ids} token id arrays to measure bpc on; default: the run's corpus
             (`tfchar.data.corpus.load_corpus(cfg.data)`); bpc is skipped if that cannot be loaded.
         log: receives short progress lines.
+        eval_chars: characters of each split to score (the first eval_chars/8 of 8 contiguous streams, as fit's
+            validation; 0 = the whole splits); default: the run's `export.eval_chars`.
 
     Returns:
-        dict with val_bpc, test_bpc, tflite_test_bpc, int8_test_bpc, int8_bpc_change, sizes (bytes),
-        int8_size_ratio, parity (max |logit difference| of each exported step against Keras), ...
+        dict with val_bpc, test_bpc, tflite_test_bpc, int8_test_bpc, int8_bpc_change, chars (characters each
+        bpc figure scored), sizes (bytes), int8_size_ratio, parity (max |logit difference| of each exported step
+        against Keras), ...
 
     Example:
         export_run("runs/shakespeare", int8=False)
@@ -67,6 +74,8 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
     run = run_dir_of(ckpt)
     out = Path(out_dir or cfg.export.out or Path("saved_models") / run.name)
     _check_replaceable(out)
+    _remove_stale_temporaries(out)
+    eval_chars = cfg.export.eval_chars if eval_chars is None else eval_chars
     log(f"export: {ckpt} -> {out}")
     model = build_from_config(cfg.model, len(vocab))
     load_weights(model, ckpt)
@@ -87,13 +96,28 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
             + (f" (int8/float {metrics['int8_size_ratio']:.2f})" if int8 else ""))
         splits = _splits(cfg, vocab, log) if splits is None else splits
         probe = _probe_ids(splits, len(vocab))
-        metrics.update(_measure(model, files, splits, probe, gen.state_size, log))
+        metrics.update(_measure(model, files, splits, probe, gen.state_size, log, eval_chars))
         metrics["parity"]["keras"] = keras_file_difference(model, files["keras"], probe)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"  wrote {out}")
+    return metrics
+
+
+def interruptible_export(run_dir, out_dir=None, log: Callable[[str], None] = print, **kwargs) -> dict:
+    """`export_run` where Ctrl-C or SIGTERM stops at once: its temporary files are removed and
+    `TrainingInterrupted` (exit status 130/143) says how to export again."""
+    again = f"python -m tfchar.export {run_dir}" + (f" --out {out_dir}" if out_dir else "")
+    with StopFlag() as stop:
+        try:
+            metrics = export_run(run_dir, out_dir, log=log, **kwargs)
+        except Abort as e:
+            raise TrainingInterrupted(f"{e} during the export of {run_dir}; nothing was written: export it with "
+                                      f"{again}", e.exit_code) from None
+    if stop.stop:  # the Abort was swallowed (raised inside a finalizer): the export finished first
+        raise TrainingInterrupted(f"stopped by {stop.name} after the export was written", stop.exit_code)
     return metrics
 
 
@@ -146,11 +170,12 @@ def keras_file_difference(model, path: Path, ids) -> float:
     return float(np.abs(np.asarray(reloaded(ids, training=False)) - np.asarray(model(ids, training=False))).max())
 
 
-def _measure(model, files: dict, splits: dict | None, probe, state_size: int, log) -> dict:
+def _measure(model, files: dict, splits: dict | None, probe, state_size: int, log, eval_chars: int = 0) -> dict:
     """Parity of every exported `step` with Keras on `probe` ids [B, T], and bpc on the splits (if given).
 
     bpc is each runtime's progressive score (`Runtime.score`) in fit's validation layout (EVAL_STREAMS
-    contiguous rows, each from zero state), so metrics.json, fit and `python -m tfchar.evaluate` agree.
+    contiguous rows, each from zero state), so metrics.json, fit and `python -m tfchar.evaluate` agree; at most
+    `eval_chars` characters of each split (0 = all), the same ones on every route.
     """
     steps = {"saved_model": SavedModelRuntime(files["saved_model"])}
     steps.update({k: TFLiteRuntime(files[k]) for k in ("tflite", "tflite_int8") if k in files})
@@ -161,21 +186,32 @@ def _measure(model, files: dict, splits: dict | None, probe, state_size: int, lo
     if not splits:
         return m
 
-    def bpc(route, split):
-        return steps[route].score(splits[split], streams=EVAL_STREAMS)["bpc"]
+    m["chars"] = {}
+
+    def bpc(route, split, label):
+        bar = CountBar(f"  {split} bpc ({route})")
+        try:
+            r = steps[route].score(splits[split], streams=EVAL_STREAMS, limit=eval_chars, progress=bar)
+        finally:
+            bar.close()
+        m[label], m["chars"][label] = r["bpc"], r["chars"]
 
     for name in ("val", "test"):
         if name in splits and len(splits[name]) > 1:
-            m[f"{name}_bpc"] = bpc("saved_model", name)
+            bpc("saved_model", name, f"{name}_bpc")
     if "test_bpc" in m:
         for key, label in (("tflite", "tflite_test_bpc"), ("tflite_int8", "int8_test_bpc")):
             if key in steps:
-                m[label] = bpc(key, "test")
+                bpc(key, "test", label)
         if "int8_test_bpc" in m:
             m["int8_bpc_change"] = m["int8_test_bpc"] - m["test_bpc"]
+    m["split_chars"] = {name: len(splits[name]) for name in ("val", "test") if name in splits}
     m["bpc_method"] = (f"{EVAL_STREAMS} contiguous rows per split, each from zero state, state carried, through "
-                       f"`step` (fit's validation layout)")
-    log("  bpc " + ", ".join(f"{k.replace('_bpc', '')} {v:.4f}" for k, v in m.items() if k.endswith("_bpc")))
+                       f"`step` (fit's validation layout); " +
+                       (f"the first {eval_chars:,} characters of each split (export.eval_chars)" if eval_chars
+                        else "the whole splits"))
+    log("  bpc " + ", ".join(f"{k.replace('_bpc', '')} {v:.4f}" for k, v in m.items() if k.endswith("_bpc"))
+        + f" (on {', '.join(sorted({f'{n:,}' for n in m['chars'].values()}))} characters of each split)")
     return m
 
 
@@ -207,6 +243,14 @@ def _probe_ids(splits: dict | None, vocab_size: int) -> np.ndarray:
 
 def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove what killed exports of `out` on this machine left (`.<name>.tmp-<pid>`, `.<name>.old-<pid>`)."""
+    for p in out.parent.glob(f".{out.name}.*-*") if out.parent.is_dir() else ():
+        pid = p.name.rsplit("-", 1)[-1]
+        if p.name.startswith((f".{out.name}.tmp-", f".{out.name}.old-")) and pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _check_replaceable(out: Path) -> None:

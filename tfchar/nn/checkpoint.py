@@ -7,13 +7,15 @@ A run directory describes itself:
       vocab.json             token id -> character
       checkpoints/
         epoch1.95_val1.6231/ model.weights.h5, model.keras, optimizer.npz, rnn_state.npz, trainer_state.json
+        backup_step4200/     a backup (every train.backup_every_s seconds; no validation): only the newest
         best -> epoch...     symlink to the checkpoint with the lowest validation loss
-        last -> epoch...     symlink to the newest checkpoint
+        last -> epoch...     symlink to the newest checkpoint (named or backup)
       logs/                  TensorBoard
       history.jsonl          one line per evaluation
 
 A checkpoint is written into a hidden temporary directory and renamed into place, and the links are
-replaced atomically, so a killed process never leaves a checkpoint (or a link) that does not load.
+replaced atomically, so a killed process never leaves a checkpoint (or a link) that does not load. A
+write that fails (disk full, read-only, file-size limit) removes its temporary and raises `StorageError`.
 
 `model.keras` is the same weights in a stateless model made of Keras's own layer classes: it opens with
 `keras.saving.load_model` in a program that never imports tfchar. An export dir holds one too, so
@@ -22,6 +24,7 @@ anything that needs trainable weights (init_from, dynamic evaluation) takes an e
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -31,7 +34,7 @@ import keras
 import numpy as np
 
 from tfchar.core import config as config_lib
-from tfchar.core.errors import CheckpointError
+from tfchar.core.errors import CheckpointError, StorageError
 from tfchar.core.vocab import Vocab
 from tfchar.nn.models import build_from_config
 
@@ -40,6 +43,7 @@ KERAS_FILE = "model.keras"  # the weights in a stateless stock-Keras model (kera
 OPTIMIZER = "optimizer.npz"
 RNN_STATE = "rnn_state.npz"
 TRAINER_STATE = "trainer_state.json"
+BACKUP_PREFIX = "backup_step"  # backup checkpoints: backup_step<N>
 
 
 def checkpoint_name(epoch_float: float, val_loss: float) -> str:
@@ -57,49 +61,130 @@ def _fsync_dir(path: Path) -> None:
 
 def save_checkpoint(ckpt_root: Path, name: str, model, optimizer, trainer_state: dict,
                     rnn_state: list[np.ndarray] | None = None) -> Path:
-    """Write a complete checkpoint directory atomically and point `last` at it. Returns its path."""
-    ckpt_root.mkdir(parents=True, exist_ok=True)
+    """Write a complete checkpoint directory atomically and point `last` at it. Returns its path.
+
+    A write that fails (disk full, read-only folder, file-size limit) removes its temporary directory and
+    raises `StorageError` naming the checkpoint and the file; the checkpoints written before are untouched.
+    """
     final = ckpt_root / name
     if final.exists():
         final = ckpt_root / f"{name}_step{trainer_state['step']}"
     tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    model.save_weights(tmp / WEIGHTS)
-    save_keras_file(model, tmp / KERAS_FILE)
-    if optimizer is not None and optimizer.built:
-        store = {}
-        optimizer.save_own_variables(store)
-        np.savez(tmp / OPTIMIZER, **store)
-    if rnn_state:
-        np.savez(tmp / RNN_STATE, *rnn_state)
-    (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.rename(tmp, final)
-    _fsync_dir(ckpt_root)
-    point(ckpt_root, "last", final.name)
+    current = tmp
+    try:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for current, write in _checkpoint_files(tmp, model, optimizer, trainer_state, rnn_state):
+            write()
+        for f in tmp.iterdir():
+            current = f
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        current = final
+        os.rename(tmp, final)
+        _fsync_dir(ckpt_root)
+        current = ckpt_root / "last"
+        point(ckpt_root, "last", final.name)
+    except BaseException as e:  # a second Ctrl-C too: never leave a temporary behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception):
+            raise _write_error(final, current, e) from None
+        raise
     return final
+
+
+def _checkpoint_files(tmp: Path, model, optimizer, trainer_state: dict, rnn_state):
+    """(path, write) for each file of a checkpoint, in writing order."""
+    yield tmp / WEIGHTS, lambda: _reserve(tmp / WEIGHTS, _weights_bytes(model))
+    yield tmp / WEIGHTS, lambda: model.save_weights(tmp / WEIGHTS)
+    yield tmp / KERAS_FILE, lambda: _reserve(tmp / KERAS_FILE, _weights_bytes(model))
+    yield tmp / KERAS_FILE, lambda: save_keras_file(model, tmp / KERAS_FILE)
+    if optimizer is not None and optimizer.built:
+        def write_optimizer():
+            store = {}
+            optimizer.save_own_variables(store)
+            np.savez(tmp / OPTIMIZER, **store)
+        yield tmp / OPTIMIZER, write_optimizer
+    if rnn_state:
+        yield tmp / RNN_STATE, lambda: np.savez(tmp / RNN_STATE, *rnn_state)
+    yield tmp / TRAINER_STATE, lambda: (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1))
+
+
+def _weights_bytes(model) -> int:
+    """What `model.weights.h5` holds at least: the variables' bytes (HDF5 adds a few KB of bookkeeping)."""
+    return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Allocate `size` bytes at `path` (then truncated by the real write), so a full disk, a quota or a file-size
+    limit is an OSError here: HDF5 crashes the process when its own write fails that way."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
+def _write_error(final: Path, current: Path, e: Exception) -> Exception:
+    """A failed checkpoint write as one line naming the file and the reason; other errors pass unchanged."""
+    reason = getattr(e, "strerror", None) or _errno_text(str(e))
+    if reason is None:
+        return e
+    where = current.name if current != final else "renaming into place"
+    return StorageError(f"cannot write checkpoint {final} ({where}: {reason}); the checkpoints written before are "
+                        f"intact: free space or fix the folder's permissions, then resume with --train.resume=true")
+
+
+def _errno_text(message: str) -> str | None:
+    """The OS error inside a library's message (h5py reports `errno = 28, error message = '...'`), or None."""
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EIO, errno.EPERM):
+        if f"errno = {code}," in message or os.strerror(code) in message:
+            return os.strerror(code)
+    return None
+
+
+def save_backup(ckpt_root: Path, model, optimizer, trainer_state: dict,
+                rnn_state: list[np.ndarray] | None = None) -> Path:
+    """A backup checkpoint `backup_step<N>` (no validation loss; never `best`): written like any other and
+    pointed to by `last`; the previous backup is then removed."""
+    path = save_checkpoint(ckpt_root, f"{BACKUP_PREFIX}{trainer_state['step']}", model, optimizer, trainer_state,
+                           rnn_state)
+    drop_backups(ckpt_root)
+    return path
+
+
+def drop_backups(ckpt_root: Path) -> None:
+    """Remove the backup checkpoints `last` no longer points to."""
+    keep = os.readlink(ckpt_root / "last") if (ckpt_root / "last").is_symlink() else None
+    for p in ckpt_root.glob(f"{BACKUP_PREFIX}*"):
+        if p.name != keep and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def point(ckpt_root: Path, link: str, target_name: str) -> None:
     """Atomically make `ckpt_root/link` a relative symlink to `target_name`."""
     tmp = ckpt_root / f".{link}.tmp-{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target_name, tmp)
-    os.replace(tmp, ckpt_root / link)
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(target_name, tmp)
+        os.replace(tmp, ckpt_root / link)
+    finally:
+        if tmp.is_symlink():
+            tmp.unlink()
 
 
 def prune(ckpt_root: Path, keep: int) -> None:
-    """Delete all but the `keep` newest named checkpoints, never the targets of `best` or `last`."""
+    """Delete backups `last` no longer points to, and all but the `keep` newest named checkpoints, never the
+    targets of `best` or `last`."""
+    drop_backups(ckpt_root)
     if keep <= 0:
         return
     protected = {os.readlink(ckpt_root / l) for l in ("best", "last") if (ckpt_root / l).is_symlink()}
-    named = [p for p in ckpt_root.iterdir()
-             if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+    named = [p for p in ckpt_root.iterdir() if p.is_dir() and not p.is_symlink()
+             and not p.name.startswith((".", BACKUP_PREFIX))]
     named.sort(key=lambda p: read_trainer_state(p).get("step", 0))
     for p in named[:-keep]:
         if p.name not in protected:
@@ -107,10 +192,38 @@ def prune(ckpt_root: Path, keep: int) -> None:
 
 
 def clean_temporaries(ckpt_root: Path) -> None:
-    """Remove leftovers of writes that a killed process did not finish."""
+    """Remove leftovers of writes that a killed process did not finish (checkpoint directories, link files).
+
+    Call it only while holding the run's writer lock (`training.lock`): a live writer's temporaries look the same.
+    """
     if ckpt_root.is_dir():
-        for p in ckpt_root.glob(".tmp-*"):
-            shutil.rmtree(p, ignore_errors=True)
+        for p in [*ckpt_root.glob(".tmp-*"), *ckpt_root.glob(".*.tmp-*")]:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run's checkpoint directories, newest first: `last`'s target, then the others by step, highest first
+    (unreadable ones at the end). What resume tries, in order."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+
+    def newest(p: Path) -> tuple:
+        try:
+            step = int(read_trainer_state(p).get("step", -1))
+        except CheckpointError:
+            step = -1
+        return step, p.stat().st_mtime
+
+    found.sort(key=newest, reverse=True)
+    last = root / "last"
+    if last.is_symlink() and (root / os.readlink(last)) in found:
+        found.insert(0, found.pop(found.index(root / os.readlink(last))))
+    return found
 
 
 def read_trainer_state(ckpt: Path) -> dict:
@@ -198,8 +311,11 @@ def load_rnn_state(ckpt: Path) -> list[np.ndarray] | None:
     path = Path(ckpt) / RNN_STATE
     if not path.is_file():
         return None
-    with np.load(path) as data:
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
+    try:
+        with np.load(path) as data:
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
+    except Exception as e:
+        raise CheckpointError(f"cannot load {path} ({type(e).__name__}): the carried state is corrupt") from None
 
 
 def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:

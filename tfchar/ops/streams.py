@@ -32,7 +32,7 @@ def fitting_streams(n_ids: int, streams: int) -> int:
 
 
 def progressive(score_chunk: Callable[[np.ndarray, np.ndarray], float], ids, streams: int,
-                chunk: int, limit: int = 0) -> tuple[float, int]:
+                chunk: int, limit: int = 0, progress: Callable[[int, int], None] | None = None) -> tuple[float, int]:
     """Score ids int[N] row by row, chunk after chunk: (sum of nats, characters scored).
 
     Args:
@@ -42,6 +42,7 @@ def progressive(score_chunk: Callable[[np.ndarray, np.ndarray], float], ids, str
         streams: B; chunk: t, time steps per call.
         limit: score at most about this many characters: the first ceil(limit / B) of every row, so they
             stay spread over the whole text and are the same ones every time (0 = all).
+        progress: called as progress(characters scored so far, characters to score) after each chunk.
     """
     view = stream_view(np.asarray(ids), streams)  # [B, L + 1]
     length = view.shape[1] - 1
@@ -51,4 +52,6 @@ def progressive(score_chunk: Callable[[np.ndarray, np.ndarray], float], ids, str
     for start in range(0, length, chunk):
         w = view[:, start:min(length, start + chunk) + 1].astype(np.int32)  # [B, t + 1]
         total += float(score_chunk(w[:, :-1], w[:, 1:]))
+        if progress is not None:
+            progress(streams * min(length, start + chunk), streams * length)
     return total, streams * length

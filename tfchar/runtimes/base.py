@@ -12,7 +12,9 @@ samplers, the exporter's checks, the API and the CLI take a runtime and never as
     state_size   S, the packed state width of `step`
     step(token, state)           one character for B streams -> (logits [B, V], state [B, S])
     run(x, y, state)             a chunk [B, t] -> (logits after its last column, sum of nats of y, state)
-    score(ids, streams, chunk)   the progressive score of a text (`ops.metrics.summary`)
+    score(ids, streams, chunk, limit, progress)
+                                 the progressive score of a text (`ops.metrics.summary`), at most `limit`
+                                 characters (0 = all), calling progress(done, total) after each chunk
     samples(ids, length, temperature, top_k, top_p, seed, num_samples, stop="")
                                  yields (sample index, code points) pieces in print order; sample i is
                                  `generate(prime, ..., seed=ops.rng.sample_seeds(seed, n)[i])` on every route,
@@ -88,8 +90,9 @@ class Runtime:
             nats += float((log_z - logits[np.arange(len(x)), y[:, i]]).sum())
         return logits, nats, state
 
-    def score(self, ids, streams: int = 1, chunk: int = 256) -> dict:
-        """Progressive score of ids int[N]: `streams` contiguous rows, each from zero state, state carried."""
+    def score(self, ids, streams: int = 1, chunk: int = 256, limit: int = 0, progress=None) -> dict:
+        """Progressive score of ids int[N]: `streams` contiguous rows, each from zero state, state carried;
+        at most `limit` characters (`ops.streams.progressive`; 0 = all); progress(done, total) after each chunk."""
         streams = fitting_streams(len(ids), streams)
         state = self.zeros(streams)
 
@@ -98,7 +101,7 @@ class Runtime:
             _, nats, state = self.run(x, y, state)
             return nats
 
-        return summary(*progressive(score_chunk, ids, streams, chunk))
+        return summary(*progressive(score_chunk, ids, streams, chunk, limit, progress))
 
     def generate(self, ids, length: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  seed: int = 0, num_samples: int = 1, stop: str = "") -> list[np.ndarray]:

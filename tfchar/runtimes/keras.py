@@ -48,16 +48,18 @@ class KerasScorer:
 
         self._step = step
 
-    def score(self, weights_from, ids: np.ndarray, limit: int = 0) -> dict:
+    def score(self, weights_from, ids: np.ndarray, limit: int = 0, progress=None) -> dict:
         """`ops.metrics.summary` of `ids` under the weights of `weights_from` (a Keras model; None: the
-        weights already loaded into `self.model`); `limit`: at most that many characters (`ops.streams`)."""
+        weights already loaded into `self.model`); `limit`: at most that many characters (`ops.streams`);
+        `progress(done, total)` is called after each chunk."""
         if weights_from is not None:
             self.model.set_weights(weights_from.get_weights())
         if fitting_streams(len(ids), self.streams) != self.streams:  # shorter than a character per row: one row
             one = KerasScorer(self.model_cfg, self.vocab_size, streams=1, chunk=self.chunk)
-            return one.score(self.model, ids, limit)
+            return one.score(self.model, ids, limit, progress)
         reset_states(self.model)
-        total, count = progressive(lambda x, y: float(self._step(x, y)), ids, self.streams, self.chunk, limit)
+        total, count = progressive(lambda x, y: float(self._step(x, y)), ids, self.streams, self.chunk, limit,
+                                   progress)
         reset_states(self.model)
         return summary(total, count)
 
@@ -92,9 +94,10 @@ class KerasRuntime(Runtime):
     def run(self, x, y, state):
         return self._steps.run(x, y, state)
 
-    def score(self, ids, streams: int = 1, chunk: int = 256) -> dict:
+    def score(self, ids, streams: int = 1, chunk: int = 256, limit: int = 0, progress=None) -> dict:
         """fit's own figure: the Keras layers (`KerasScorer`), `streams` rows with the state carried."""
-        return KerasScorer(self.config.model, self.vocab_size, streams=streams, chunk=chunk).score(self.model, ids)
+        scorer = KerasScorer(self.config.model, self.vocab_size, streams=streams, chunk=chunk)
+        return scorer.score(self.model, ids, limit, progress)
 
     def _samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
         chunks = self.generator.stream(ids, length, num_samples, temperature, top_k, top_p, seed)

@@ -1,4 +1,5 @@
-"""A one-line progress bar per epoch: step, loss, chars/s and ETA (a plain line every 10% when not a TTY)."""
+"""Progress bars: one line per epoch (step, loss, chars/s, ETA) and one per long scoring pass (characters
+scored, chars/s, ETA); on a TTY the line is redrawn, otherwise a plain line is printed every 10%."""
 
 from __future__ import annotations
 
@@ -46,6 +47,50 @@ class ProgressBar:
 
     def close(self) -> None:
         if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class CountBar:
+    """Progress of a long count, e.g. the characters an evaluation scores; call it as `progress(done, total)`.
+
+    Silent for its first `delay` seconds, so short evaluations print nothing; then a bar (TTY) or a line every
+    10% (log files).
+
+    Args:
+        label: shown before the bar, e.g. "validation".
+        unit: what is counted, e.g. "chars".
+        delay: seconds before anything is shown.
+    """
+
+    def __init__(self, label: str, unit: str = "chars", delay: float = 2.0, stream=None):
+        self.label, self.unit, self.delay = label, unit, delay
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.t0 = time.time()
+        self._last_print, self._last_decile, self._shown = 0.0, -1, False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.time()
+        elapsed = now - self.t0
+        decile = done * 10 // max(1, total)
+        if elapsed < self.delay or (self.tty and now - self._last_print < 0.1 and done < total):
+            return
+        if not self.tty and decile == self._last_decile and done < total:
+            return
+        self._last_print, self._last_decile, self._shown = now, decile, True
+        rate = done / max(elapsed, 1e-9)
+        eta = (total - done) / rate if rate > 0 else 0.0
+        width = 24
+        filled = width * done // max(1, total)
+        bar = "=" * filled + (">" if filled < width else "") + " " * max(0, width - filled - 1)
+        line = f"{self.label} [{bar}] {done:,}/{total:,} {self.unit} {rate:,.0f} {self.unit}/s ETA {_clock(eta)}"
+        self.stream.write(("\r" if self.tty else "") + line + ("" if self.tty else "\n"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line (if one was drawn)."""
+        if self.tty and self._shown:
             self.stream.write("\n")
             self.stream.flush()
 

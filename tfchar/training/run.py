@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfchar.exporting.exporter import export_run
+import keras
+
+from tfchar.core.procs import release_memory
+from tfchar.exporting.exporter import interruptible_export
 from tfchar.training.run_dir import resolve_config
 from tfchar.training.trainer import fit
 
 
-def run(pipeline: str | None, overrides: list[str], log=print, progress=None) -> dict:
-    """Train the run a pipeline file and `--section.key=value` overrides describe; export it if asked.
+def run(pipeline: str | None, overrides: list[str], log=print, progress=None, export_here: bool = True) -> dict:
+    """Train the run a pipeline file and `--section.key=value` overrides describe; export it if asked: here, or
+    (`export_here=False`) only say how in result["export_command"], the arguments of `python -m tfchar.export`
+    for the command line to run in a fresh process (the training's memory is then gone).
 
     `progress(step, val_bpc, sample)` is called after each evaluation (`trainer.fit`).
     """
@@ -24,5 +29,11 @@ def run(pipeline: str | None, overrides: list[str], log=print, progress=None) ->
     result = fit(cfg, run_dir, log, progress)
     if cfg.export.on_finish and result.get("run_dir"):
         out = Path(cfg.export.out) if cfg.export.out else Path("saved_models") / run_dir.name
-        result["export"] = export_run(run_dir, out, int8=cfg.export.int8, log=log)
+        if not export_here:
+            result["export_command"] = ["-m", "tfchar.export", str(run_dir), "--out", str(out),
+                                        *([] if cfg.export.int8 else ["--no-int8"])]
+            return result
+        keras.backend.clear_session()  # the training model, optimizer, scorer and their kernels
+        release_memory()
+        result["export"] = interruptible_export(run_dir, out, int8=cfg.export.int8, log=log)
     return result

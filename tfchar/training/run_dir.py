@@ -44,7 +44,8 @@ def resolve_config(pipeline: str | None, overrides: list[str]) -> tuple[config_l
     if not (run_dir / "config.toml").is_file():
         raise CheckpointError(f"cannot resume: {run_dir} is not a run directory (no config.toml); give "
                               f"--train.run_dir=runs/<name> of an earlier run")
-    ckpt_lib.resolve_checkpoint(run_dir, "last")  # raises when there is nothing to resume from
+    if not ckpt_lib.checkpoints(run_dir):
+        raise CheckpointError(f"{run_dir} has no checkpoint yet: train it with python -m tfchar.fit first")
     saved = config_lib.load_resolved(run_dir / "config.toml")
     cli = config_lib.parse_overrides(overrides)
     changed = [f"{s}.{k}" for s in ("data", "model") for k, v in cli.get(s, {}).items()
@@ -60,7 +61,7 @@ def _new_run_dir(cfg: config_lib.Config, name: str) -> Path:
     """train.run_dir (which must not hold a run yet), else runs/<name>, numbered if taken."""
     if cfg.train.run_dir:
         run_dir = Path(cfg.train.run_dir)
-        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        if ckpt_lib.checkpoints(run_dir):
             raise ConfigError(f"{run_dir} already holds a run: continue it with --train.resume=true, or pick "
                               f"another --train.run_dir")
         return run_dir

@@ -4,7 +4,7 @@ A custom loop rather than `model.fit`, because char-rnn training needs what `fit
 cleanly: recurrent state carried across batches and reset per epoch, validation every N steps on a
 separate stateful copy (so training state is never disturbed), checkpoints named by fractional epoch and
 validation loss, resume at the exact batch of an epoch (with optimizer, schedule and carried state),
-and a checkpoint on Ctrl-C.
+backup checkpoints on a wall-clock interval, a checkpoint on Ctrl-C or SIGTERM, and one writer per run dir.
 
 `fit` runs named steps around one `Session` (everything a run holds while it trains) and its `TrainState`
 (what a checkpoint records):
@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import shutil
@@ -32,7 +33,8 @@ from typing import Callable
 import keras
 
 from tfchar.core import config as config_lib
-from tfchar.core.errors import CheckpointError, DataError, TrainingDiverged, TrainingInterrupted
+from tfchar.core.errors import (CheckpointError, ConfigError, DataError, StorageError, TrainingDiverged,
+                                 TrainingInterrupted)
 from tfchar.core.vocab import Vocab
 from tfchar.data import pipeline as data_lib
 from tfchar.data.corpus import Corpus, describe, load_corpus
@@ -43,7 +45,8 @@ from tfchar.runtimes.keras import KerasRuntime, KerasScorer
 from tfchar.training import finetune
 from tfchar.training.distribute import (distribute_dataset, is_chief, make_distributed_train_step, make_strategy,
                                         per_replica_batch)
-from tfchar.training.progress import ProgressBar
+from tfchar.training.lock import RunLock
+from tfchar.training.progress import CountBar, ProgressBar
 from tfchar.training.schedule import EpochDecay
 from tfchar.training.signals import StopFlag
 from tfchar.training.step import make_train_step
@@ -62,6 +65,7 @@ class TrainState:
     best_val_loss: float | None = None
     val_loss: float | None = None
     elapsed: float = 0.0  # training seconds so far, evaluations included, across resumes
+    eval_step: int | None = None  # step of the last evaluation, -1: none yet (None in older checkpoints: this one's)
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainState":
@@ -98,7 +102,7 @@ class Session:
     optimizer: keras.optimizers.Optimizer
     schedule: EpochDecay
     n_params: int
-    state: TrainState = field(default_factory=TrainState)
+    state: TrainState = field(default_factory=lambda: TrainState(eval_step=-1))
     rnn_state: list | None = None  # carried state to put back when a resumed epoch continues
     train_step: Callable | None = None
     scorer: KerasScorer | None = None
@@ -108,6 +112,9 @@ class Session:
     last_eval_step: int = -1
     started: float = field(default_factory=time.time)
     elapsed_before: float = 0.0
+    stop: StopFlag | None = None  # SIGINT/SIGTERM while training (fit's)
+    lock: RunLock | None = None  # the run dir's writer lock (the chief's)
+    last_save: float = field(default_factory=time.monotonic)  # when the newest checkpoint was written
     source: finetune.Source | None = None  # what train.init_from names (a fine-tuning run)
     progress: Callable[[int, float, str], None] | None = None  # called at each evaluation (the Python API)
 
@@ -135,12 +142,17 @@ class Session:
         return bool(self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps)
 
     def close(self) -> None:
-        """Close the history file and the TensorBoard writers (once; also after an error)."""
-        if self.history is not None and not self.history.closed:
-            self.history.close()
-        if self.summaries is not None:
-            self.summaries.close()
-            self.summaries = None
+        """Close the history file and the TensorBoard writers, release the lock (once; also after an error)."""
+        try:
+            if self.history is not None and not self.history.closed:
+                self.history.close()
+            if self.summaries is not None:
+                self.summaries.close()
+                self.summaries = None
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
 
     def carried_state(self):
         """The carried RNN state to checkpoint; under a strategy it lives on each replica's device: None."""
@@ -212,23 +224,16 @@ def _log_model(s: Session) -> None:
 
 
 def restore(s: Session) -> None:
-    """Resume from the run's `last` checkpoint, or start from `init_from`'s weights; write config and vocab."""
+    """Lock the run dir; resume from its newest checkpoint that loads, or start from `init_from`'s weights;
+    write config and vocab."""
     t, d = s.cfg.train, s.cfg.data
-    s.run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_lib.clean_temporaries(s.ckpt_root)
+    if s.chief:
+        _lock(s)
     if t.resume:
-        last = ckpt_lib.resolve_checkpoint(s.run_dir, "last")
         if Vocab.load(s.run_dir / "vocab.json", d.unit) != s.corpus.vocab:
             raise CheckpointError(f"the text of {d.source} changed since {s.run_dir} was trained (different "
                                   f"vocabulary); start a new run with --train.init_from={s.run_dir}")
-        with s.strategy.scope():
-            ckpt_lib.load_weights(s.model, last)
-            ckpt_lib.load_optimizer(s.optimizer, s.model, last)
-        s.state = TrainState.from_json(ckpt_lib.read_trainer_state(last))
-        s.rnn_state = ckpt_lib.load_rnn_state(last) if s.stateful and not s.distributed else None
-        s.last_eval_step = s.state.step
-        s.log(f"resuming {s.run_dir} from {last.name}: step {s.state.step}, epoch {s.state.epoch} "
-              f"batch {s.state.batch_in_epoch}")
+        _resume(s)
     elif s.source is not None:
         finetune.check_shape(s.cfg.model, s.source)
         with s.strategy.scope():
@@ -236,6 +241,48 @@ def restore(s: Session) -> None:
         s.log(f"initialised weights from {s.source.weights}")
     config_lib.save(s.cfg.replace(train={"resume": False, "run_dir": str(s.run_dir)}), s.run_dir / "config.toml")
     s.corpus.vocab.save(s.run_dir / "vocab.json")
+
+
+def _lock(s: Session) -> None:
+    """Take the run dir's writer lock, then remove what killed writers left half-written (none is alive now)."""
+    s.lock = RunLock(s.run_dir, s.log).acquire()
+    if not s.cfg.train.resume and ckpt_lib.checkpoints(s.run_dir):
+        raise ConfigError(f"{s.run_dir} already holds a run: continue it with --train.resume=true, or pick "
+                          f"another --train.run_dir")
+    ckpt_lib.clean_temporaries(s.ckpt_root)
+
+
+def _resume(s: Session) -> None:
+    """Load the newest checkpoint that loads (`last` first); say so in one line when `last` does not."""
+    candidates = ckpt_lib.checkpoints(s.run_dir)
+    if not candidates:
+        raise CheckpointError(f"{s.run_dir} has no checkpoint yet: train it with python -m tfchar.fit first")
+    failed = []
+    for ckpt in candidates:
+        try:
+            _load_checkpoint(s, ckpt)
+        except CheckpointError as e:
+            failed.append(f"{ckpt.name} ({e})")
+            continue
+        if failed:
+            s.log(f"note: {failed[0]} does not load; resuming from {ckpt.name}, the newest checkpoint that does"
+                  + (f" ({len(failed)} skipped)" if len(failed) > 1 else ""))
+        s.log(f"resuming {s.run_dir} from {ckpt.name}: step {s.state.step}, epoch {s.state.epoch} "
+              f"batch {s.state.batch_in_epoch}")
+        return
+    raise CheckpointError(f"no checkpoint of {s.run_dir} loads ({len(failed)} tried; the newest, {failed[0]}); "
+                          f"start a new run, or --train.init_from= one of its checkpoints that loads")
+
+
+def _load_checkpoint(s: Session, ckpt: Path) -> None:
+    """Weights, optimizer, progress and carried state of one checkpoint (CheckpointError if any is corrupt)."""
+    state = TrainState.from_json(ckpt_lib.read_trainer_state(ckpt))
+    with s.strategy.scope():
+        ckpt_lib.load_weights(s.model, ckpt)
+        ckpt_lib.load_optimizer(s.optimizer, s.model, ckpt)
+    s.rnn_state = ckpt_lib.load_rnn_state(ckpt) if s.stateful and not s.distributed else None
+    s.state = state
+    s.last_eval_step = state.step if state.eval_step is None else state.eval_step
 
 
 def prepare(s: Session) -> None:
@@ -252,6 +299,7 @@ def prepare(s: Session) -> None:
     s.summaries = Summaries(s.run_dir / "logs", s.cfg, s.n_params)
     s.history = open(s.run_dir / "history.jsonl", "a", encoding="utf-8")
     s.started, s.elapsed_before = time.time(), s.state.elapsed
+    s.last_save = time.monotonic()
 
 
 def run_epoch(s: Session, stop: StopFlag) -> None:
@@ -278,14 +326,18 @@ def run_epoch(s: Session, stop: StopFlag) -> None:
             _save_interrupted(s)
         if t.eval_every and s.state.step % t.eval_every == 0 and s.state.batch_in_epoch < s.steps_per_epoch:
             bar.close()
-            evaluate_and_save(s, "eval")
+            _evaluate(s, "eval")
+        elif _backup_due(s):
+            save_backup(s)
+            if stop.stop:  # the signal came during the backup: stop before another step
+                _save_interrupted(s)
         if s.done():
             bar.close()
     if not s.done():
         s.state.epoch += 1
         s.state.batch_in_epoch = 0
     if s.last_eval_step != s.state.step:
-        evaluate_and_save(s, "max_steps reached:" if s.done() else "end of epoch")
+        _evaluate(s, "max_steps reached:" if s.done() else "end of epoch")
 
 
 def _count_step(s: Session, loss: float, norm: float, bar: ProgressBar, window: Window) -> None:
@@ -315,15 +367,65 @@ def _diverged(s: Session, what: str) -> None:
 
 
 def _save_interrupted(s: Session) -> None:
-    """Ctrl-C: checkpoint where the run stands (no evaluation) and stop with the resume command."""
+    """Ctrl-C or SIGTERM: checkpoint where the run stands (no evaluation) and stop with the resume command."""
     s.state.elapsed = s.elapsed()
     name = ckpt_lib.checkpoint_name(s.epoch_float(), s.state.val_loss or float("nan"))
     path = ckpt_lib.save_checkpoint(s.ckpt_root, name + "_interrupted", s.model, s.optimizer, s.state.to_json(),
                                     s.carried_state())
-    stopped = TrainingInterrupted(f"stopped at step {s.state.step}; checkpoint {path}; resume with:\n"
-                                  f"  python -m tfchar.fit --train.resume=true --train.run_dir={s.run_dir}")
+    stopped = TrainingInterrupted(f"stopped by {s.stop.name} at step {s.state.step}; checkpoint {path}; resume "
+                                  f"with:\n  python -m tfchar.fit --train.resume=true --train.run_dir={s.run_dir}",
+                                  s.stop.exit_code)
     stopped.run_dir = s.run_dir  # for the Python API, which hands back the run
     raise stopped
+
+
+def _missed_evaluation(s: Session) -> bool:
+    """Resumed where an evaluation was due but did not happen (a signal stopped it): do it first."""
+    every, step = s.cfg.train.eval_every, s.state.step
+    due = (every and step % every == 0) or s.state.batch_in_epoch == 0
+    return bool(step > 0 and due and s.last_eval_step != step and not s.done())
+
+
+def _backup_due(s: Session) -> bool:
+    every = s.cfg.train.backup_every_s
+    return bool(every) and s.chief and time.monotonic() - s.last_save >= every
+
+
+def save_backup(s: Session) -> None:
+    """A backup checkpoint of where the run stands: no validation, never `best`, the previous backup replaced."""
+    s.state.elapsed = s.elapsed()
+    ckpt_lib.save_backup(s.ckpt_root, s.model, s.optimizer, s.state.to_json(), s.carried_state())
+    s.last_save = time.monotonic()
+
+
+class _EvaluationStopped(Exception):
+    """A signal arrived during an evaluation: its figure is not needed any more."""
+
+
+def _evaluate(s: Session, reason: str) -> None:
+    """`evaluate_and_save`, then stop if a signal arrived meanwhile (during the scoring: without waiting for it)."""
+    try:
+        evaluate_and_save(s, reason)
+    except _EvaluationStopped:
+        s.log(f"{reason} step {s.state.step}: evaluation stopped by {s.stop.name}")
+    s.last_save = time.monotonic()
+    if s.stop is not None and s.stop.stop:
+        _save_interrupted(s)
+
+
+def _score_validation(s: Session) -> dict:
+    """The validation figure of the current weights (train.eval_chars of it), with a progress bar when long."""
+    bar = CountBar("validation")
+
+    def progress(done: int, total: int) -> None:
+        bar(done, total)
+        if s.stop is not None and s.stop.stop:
+            raise _EvaluationStopped
+
+    try:
+        return s.scorer.score(s.model, s.corpus.val, limit=s.cfg.train.eval_chars, progress=progress)
+    finally:
+        bar.close()
 
 
 def evaluate_and_save(s: Session, reason: str) -> None:
@@ -331,13 +433,14 @@ def evaluate_and_save(s: Session, reason: str) -> None:
     s.last_eval_step = s.state.step
     if not s.chief:
         return
-    val = s.scorer.score(s.model, s.corpus.val, limit=s.cfg.train.eval_chars)
+    val = _score_validation(s)
     if not math.isfinite(val["nats"]):  # weights already broken: never checkpoint them
         _diverged(s, f"the validation loss became {val['nats']}")
     is_best = s.state.best_val_loss is None or val["nats"] < s.state.best_val_loss
     if is_best:
         s.state.best_val_loss = val["nats"]
     s.state.val_loss = val["nats"]
+    s.state.eval_step = s.state.step
     s.state.elapsed = s.elapsed()
     name = ckpt_lib.checkpoint_name(s.epoch_float(), val["nats"])
     path = ckpt_lib.save_checkpoint(s.ckpt_root, name, s.model, s.optimizer, s.state.to_json(), s.carried_state())
@@ -347,13 +450,22 @@ def evaluate_and_save(s: Session, reason: str) -> None:
     sample = _preview_text(s)
     s.summaries.validation(s.state.step, val, sample)
     record = {"step": s.state.step, "epoch": round(s.epoch_float(), 4), "val_loss": val["nats"],
-              "val_bpc": val["bpc"], "time": round(s.state.elapsed, 1), "checkpoint": path.name}
-    s.history.write(json.dumps(record) + "\n")
-    s.history.flush()
+              "val_bpc": val["bpc"], "val_chars": val["chars"], "time": round(s.state.elapsed, 1),
+              "checkpoint": path.name}
+    _append_history(s, record)
     s.log(f"{reason} step {s.state.step} (epoch {s.epoch_float():.2f}): val loss {val['nats']:.4f} nats/char, "
           f"{val['bpc']:.4f} bpc{' (best)' if is_best else ''} -> {path.name}")
     if s.progress is not None:  # the Python API's hook: a notebook plots the curve as it comes
         s.progress(s.state.step, val["bpc"], sample or "")
+
+
+def _append_history(s: Session, record: dict) -> None:
+    try:
+        s.history.write(json.dumps(record) + "\n")
+        s.history.flush()
+    except OSError as e:
+        raise StorageError(f"cannot write {s.run_dir / 'history.jsonl'} ({e.strerror}); the checkpoints are intact: "
+                           f"free space, then resume with --train.resume=true") from None
 
 
 def _preview_text(s: Session) -> str | None:
@@ -388,18 +500,36 @@ def finish(s: Session) -> dict:
 def fit(cfg: config_lib.Config, run_dir: Path, log=print, progress=None) -> dict:
     """Train the model `cfg` describes, writing everything into `run_dir`. Returns the run's summary.
 
-    `progress(step, val_bpc, sample)` is called after each evaluation and its checkpoint.
+    `progress(step, val_bpc, sample)` is called after each evaluation and its checkpoint. SIGINT/SIGTERM while
+    training: a checkpoint, then `TrainingInterrupted`; before training starts or a second time:
+    `signals.Abort` at once. A write that fails: `StorageError` naming the file.
     """
-    s = build(cfg, Path(run_dir), log)
-    s.progress = progress
-    restore(s)
-    prepare(s)
-    try:
-        with StopFlag() as stop:
-            while s.state.epoch < cfg.train.epochs and not s.done():
-                run_epoch(s, stop)
-        if s.last_eval_step != s.state.step:
-            evaluate_and_save(s, "final")
-        return finish(s)
-    finally:
-        s.close()
+    with StopFlag() as stop:
+        s = build(cfg, Path(run_dir), log)
+        s.stop, s.progress = stop, progress
+        try:
+            restore(s)
+            prepare(s)
+            with stop.deferring():
+                if _missed_evaluation(s):
+                    _evaluate(s, "eval")
+                while s.state.epoch < cfg.train.epochs and not s.done():
+                    run_epoch(s, stop)
+                if s.last_eval_step != s.state.step:
+                    _evaluate(s, "final")
+            return finish(s)
+        except OSError as e:  # a write outside the checkpoints (logs, result.json, config.toml) failed
+            raise _storage_error(e) from None
+        finally:
+            s.close()
+
+
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def _storage_error(e: OSError) -> Exception:
+    """An OSError of a file write as a one-line `StorageError` naming the file (other errors unchanged)."""
+    if not e.filename or e.errno not in WRITE_ERRORS:
+        return e
+    return StorageError(f"cannot write {e.filename} ({e.strerror}); the checkpoints written before are intact: "
+                        f"free space or fix the folder's permissions, then resume with --train.resume=true")

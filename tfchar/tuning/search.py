@@ -130,7 +130,7 @@ def run(pipeline: str | None, overrides: list[str], log=print) -> dict:
         if isinstance(e.error, TrainingInterrupted):
             again = [pipeline or "", *(a for a in overrides if not a.startswith("--tune.resume"))]
             raise TrainingInterrupted(f"search interrupted; continue it with: python -m tfchar.tune "
-                                      f"{' '.join(again).strip()} --tune.resume=true") from None
+                                      f"{' '.join(again).strip()} --tune.resume=true", e.error.exit_code) from None
         raise e.error from None
     except RuntimeError as e:  # Keras Tuner stops after max_consecutive_failed_trials (3) failures in a row
         if "consecutive failures" not in str(e) or role == "worker":

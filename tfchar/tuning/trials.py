@@ -24,7 +24,9 @@ import keras_tuner
 
 from tfchar.core import config as config_lib
 from tfchar.core.errors import TfcharError, TrainingDiverged
+from tfchar.nn import checkpoint as ckpt_lib
 from tfchar.training import trainer
+from tfchar.training.lock import RunLock
 from tfchar.tuning.compat import BaseTuner
 from tfchar.tuning.space import Param
 
@@ -93,43 +95,55 @@ class CharRNNTuner(BaseTuner):
         results = []
         for k in range(self.executions):
             run_dir = self.run_dir(trial.trial_id, k)
-            resume = _has_checkpoint(run_dir)  # a trial the search was interrupted in: continue it
-            if resume:
-                self.log(f"trial {trial.trial_id}: continuing its interrupted run in {run_dir}")
-            elif past:
-                resume = _continue_from(self.run_dir(past, k), run_dir)
-                if resume:
-                    self.log(f"trial {trial.trial_id}: continuing trial {past}'s run to {epochs} epochs")
-            trial_cfg = cfg.replace(
-                train={"epochs": epochs, "run_dir": str(run_dir), "resume": resume, "init_from": "",
-                       "seed": cfg.train.seed + k, "keep_checkpoints": 1},
-                export={"on_finish": False})
-            _write_json(Path(self.project_dir) / f"trial_{trial.trial_id}" / "tfchar_trial.json",
-                        {"tuner_id": self.tuner_id, "epochs": epochs, "continued_from": past,
-                         "values": {p.name: hp.values.get(p.name) for p in self.hypermodel.params}})
-            try:
-                results.append(trainer.fit(trial_cfg, run_dir, self.log))
-            except TrainingDiverged as e:
-                self.log(f"trial {trial.trial_id} failed: {e}")
-                raise keras_tuner.errors.FailedTrialError(f"diverged: {e}") from e
+            try:  # one writer per trial: a restarted worker and a stale one never write the same run
+                lock = RunLock(run_dir, self.log).acquire()
             except TfcharError as e:
                 raise Fatal(e) from e
-            except Exception:
-                # A bug, not a bad setting: show it (Keras Tuner then records the trial as failed).
-                traceback.print_exc()
-                raise
+            try:
+                results.append(self._execute(trial, cfg, run_dir, k, epochs, past))
             finally:
-                # Each trial builds new models and graphs: drop them so a long search does not grow.
-                keras.backend.clear_session()
-                gc.collect()
+                lock.release()
         return {OBJECTIVE: statistics.fmean(r["best_val_bpc"] for r in results),
                 "val_loss": statistics.fmean(r["best_val_loss"] for r in results),
                 "params": float(results[0]["params"]),
                 "wall_time_s": float(sum(r["wall_time_s"] for r in results))}
 
+    def _execute(self, trial, cfg: config_lib.Config, run_dir: Path, k: int, epochs: int, past) -> dict:
+        """One training run of a trial in `run_dir` (continuing an interrupted or an earlier trial's run)."""
+        hp = trial.hyperparameters
+        resume = _has_checkpoint(run_dir)  # a trial the search was interrupted in: continue it
+        if resume:
+            self.log(f"trial {trial.trial_id}: continuing its interrupted run in {run_dir}")
+        elif past:
+            resume = _continue_from(self.run_dir(past, k), run_dir)
+            if resume:
+                self.log(f"trial {trial.trial_id}: continuing trial {past}'s run to {epochs} epochs")
+        trial_cfg = cfg.replace(
+            train={"epochs": epochs, "run_dir": str(run_dir), "resume": resume, "init_from": "",
+                   "seed": cfg.train.seed + k, "keep_checkpoints": 1},
+            export={"on_finish": False})
+        _write_json(Path(self.project_dir) / f"trial_{trial.trial_id}" / "tfchar_trial.json",
+                    {"tuner_id": self.tuner_id, "epochs": epochs, "continued_from": past,
+                     "values": {p.name: hp.values.get(p.name) for p in self.hypermodel.params}})
+        try:
+            return trainer.fit(trial_cfg, run_dir, self.log)
+        except TrainingDiverged as e:
+            self.log(f"trial {trial.trial_id} failed: {e}")
+            raise keras_tuner.errors.FailedTrialError(f"diverged: {e}") from e
+        except TfcharError as e:
+            raise Fatal(e) from e
+        except Exception:
+            # A bug, not a bad setting: show it (Keras Tuner then records the trial as failed).
+            traceback.print_exc()
+            raise
+        finally:
+            # Each trial builds new models and graphs: drop them so a long search does not grow.
+            keras.backend.clear_session()
+            gc.collect()
+
 
 def _has_checkpoint(run_dir: Path) -> bool:
-    return (run_dir / "checkpoints" / "last").exists() and (run_dir / "config.toml").is_file()
+    return bool(ckpt_lib.checkpoints(run_dir)) and (run_dir / "config.toml").is_file()
 
 
 def _continue_from(past_dir: Path, run_dir: Path) -> bool:
