@@ -20,6 +20,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--which", choices=("best", "last"), default="best",
                    help="checkpoint of a run dir to export (default: best)")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="do not write model_int8.tflite")
+    p.add_argument("--chunk_size", type=int, default=None,
+                   help="K, code points per generate_chunk call (its static size; default: the run's export.chunk_size, 64)")
     return p.parse_args(argv)
 
 
@@ -28,7 +30,7 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     from tfchar.exporting.exporter import export_run  # imports TensorFlow: after the flags are known to parse
 
-    export_run(a.run_dir, a.out or None, int8=a.int8, which=a.which)
+    export_run(a.run_dir, a.out or None, int8=a.int8, which=a.which, chunk_size=a.chunk_size)
     return 0
 
 

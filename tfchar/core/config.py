@@ -128,9 +128,10 @@ class ExportConfig:
     on_finish: bool = _f(True, "export the best checkpoint when fit finishes")
     out: str = _f("", "export directory ('' = saved_models/<run name>)")
     int8: bool = _f(True, "also write model_int8.tflite (dynamic-range quantized)")
+    chunk_size: int = _f(64, "code points per generate_chunk call (K: its static input and output size)")
 
     def validate(self) -> None:
-        pass
+        _positive(self, "chunk_size")
 
 
 @dataclass(frozen=True)

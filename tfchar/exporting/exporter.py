@@ -1,12 +1,14 @@
 """Export a run's checkpoint for serving and on-device generation, and measure what was exported.
 
     saved_models/<name>/
-      saved_model/        TF SavedModel: signatures generate (= serving_default), step, vocabulary
+      saved_model/        TF SavedModel: signatures generate (= serving_default), generate_until,
+                          generate_chunk (static shapes, K = export.chunk_size), step, vocabulary
       model.tflite        the same signatures, TFLite builtin ops only (float32)
       model_int8.tflite   dynamic-range quantized weights (optional)
       vocab.json          token id -> character, as in the run dir
       config.toml         the model's [data] and [model] sections
       metrics.json        bpc of the exported files on the validation and test splits, sizes, parity
+      MODEL_CARD.md       what the model is, its data, training, figures, signatures and limits
 
 Everything is written into a temporary sibling directory and renamed into place, so an interrupted
 export never leaves a half-written model where a previous export was.
@@ -28,21 +30,23 @@ import numpy as np
 import tensorflow as tf
 
 from tfchar.core import config as config_lib
-from tfchar.core.errors import CheckpointError, TfcharError
+from tfchar.core.errors import CheckpointError, ConfigError, TfcharError
 from tfchar.data.corpus import load_corpus
+from tfchar.exporting.model_card import CardFacts, model_card
 from tfchar.nn.checkpoint import load_run, load_weights, run_dir_of
 from tfchar.nn.generator import CharGenerator
 from tfchar.nn.models import build_from_config
+from tfchar.runtimes.convert import to_tflite as _to_tflite
 from tfchar.runtimes.saved_model import SavedModelRuntime
 from tfchar.runtimes.tflite import TFLiteRuntime
 
-SIGNATURES = ("generate", "step", "vocabulary")
+SIGNATURES = ("generate", "generate_until", "generate_chunk", "step", "vocabulary")
 EVAL_STREAMS = 8  # contiguous rows per bpc evaluation: fit's validation layout (runtimes.keras.KerasScorer)
 PARITY_SHAPE = (8, 32)  # parity check: 8 streams of 32 characters
 
 
 def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", splits: dict | None = None,
-               log: Callable[[str], None] = print) -> dict:
+               log: Callable[[str], None] = print, chunk_size: int | None = None) -> dict:
     """Export a run's checkpoint to SavedModel + TFLite and return its metrics (also in metrics.json).
 
     Args:
@@ -53,6 +57,7 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         splits: {"val": ids, "test": ids} token id arrays to measure bpc on; default: the run's corpus
             (`tfchar.data.corpus.load_corpus(cfg.data)`); bpc is skipped if that cannot be loaded.
         log: receives short progress lines.
+        chunk_size: K, code points per `generate_chunk` call; default: the run's export.chunk_size.
 
     Returns:
         dict with val_bpc, test_bpc, tflite_test_bpc, int8_test_bpc, int8_bpc_change, sizes (bytes),
@@ -62,13 +67,16 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         export_run("runs/shakespeare", int8=False)
     """
     cfg, vocab, ckpt = load_run(run_dir, which)
+    chunk_size = cfg.export.chunk_size if chunk_size is None else chunk_size
+    if chunk_size <= 0:
+        raise ConfigError(f"--chunk_size {chunk_size} must be positive: code points per generate_chunk call, e.g. 64")
     run = run_dir_of(ckpt)
     out = Path(out_dir or cfg.export.out or Path("saved_models") / run.name)
     _check_replaceable(out)
     log(f"export: {ckpt} -> {out}")
     model = build_from_config(cfg.model, len(vocab))
     load_weights(model, ckpt)
-    gen = CharGenerator.from_keras(model, vocab)
+    gen = CharGenerator.from_keras(model, vocab, chunk_size=chunk_size)
 
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -77,7 +85,7 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         files = _write_files(tmp, gen, cfg, vocab, int8)
         metrics = {"run": str(run), "checkpoint": ckpt.name, "cell": gen.cell, "num_layers": gen.num_layers,
                    "rnn_size": gen.hidden, "vocab_size": gen.vocab_size, "state_size": gen.state_size,
-                   "unit": vocab.unit, "sizes": {k: _size(p) for k, p in files.items()}}
+                   "chunk_size": gen.chunk_size, "unit": vocab.unit, "sizes": {k: _size(p) for k, p in files.items()}}
         if int8:
             metrics["int8_size_ratio"] = metrics["sizes"]["tflite_int8"] / metrics["sizes"]["tflite"]
         log("  " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in metrics["sizes"].items())
@@ -85,6 +93,9 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         splits = _splits(cfg, vocab, log) if splits is None else splits
         metrics.update(_measure(model, files, splits, _probe_ids(splits, len(vocab)), gen.state_size, log))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        facts = CardFacts(name=out.name, metrics=metrics, config=cfg, vocab=vocab, run=run, params=model.count_params(),
+                          signatures=gen.signatures(), split_sizes={k: len(v) for k, v in (splits or {}).items()})
+        (tmp / "MODEL_CARD.md").write_text(model_card(facts), encoding="utf-8")
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -106,12 +117,9 @@ def _write_files(tmp: Path, gen: CharGenerator, cfg, vocab, int8: bool) -> dict:
 
 
 def to_tflite(saved_model_dir, int8: bool = False) -> bytes:
-    """Convert an exported SavedModel's signatures to a TFLite flatbuffer with builtin ops only."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=list(SIGNATURES))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
-    return converter.convert()
+    """Convert an exported SavedModel's signatures to a TFLite flatbuffer with builtin ops only (int8: dynamic
+    range, int8 weights and float activations)."""
+    return _to_tflite(saved_model_dir, SIGNATURES, int8)
 
 
 # ============================================================================================ checks
@@ -170,7 +178,7 @@ def _splits(cfg, vocab, log) -> dict | None:
     if corpus.vocab.tokens != vocab.tokens:
         log(f"  bpc skipped: the corpus {cfg.data.source!r} now has a different vocabulary than the run")
         return None
-    return {"val": corpus.val, "test": corpus.test}
+    return {"train": corpus.train, "val": corpus.val, "test": corpus.test}
 
 
 def _probe_ids(splits: dict | None, vocab_size: int) -> np.ndarray:
