@@ -231,7 +231,7 @@ class CharGenerator(tf.Module):
             x, parts = self._advance(token, list(parts))
             rng = rng_ops.next_rng64(rng)
             token = pick(self._logits(x), rng_ops.top_bits(rng), knobs)  # [1]
-            buf += tf.one_hot(t, size, dtype=tf.int32) * token  # buf[t] = token
+            buf = tf.where(tf.range(size) == t, token, buf)  # buf[t] = token
             if stop is not None:
                 n = tf.where(tf.equal(token[0], stop), t + 1, n)  # a stop token ends the loop after it
             return (t + 1, n, token, rng, buf, *parts)
@@ -242,9 +242,10 @@ class CharGenerator(tf.Module):
         return buf, t, Position(parts, rng, token + 1)
 
     def _by_mode(self, knobs: draw.Settings, fn):
-        """fn(pick) with the draw shortcut of knobs.mode (a graph branch, taken once per call)."""
-        return tf.cond(knobs.mode == draw.GREEDY, lambda: fn(draw.pick_greedy), lambda: tf.cond(
-            knobs.mode == draw.FULL, lambda: fn(draw.pick_full), lambda: fn(draw.pick_truncated)))
+        """fn(pick) with the draw shortcut of knobs.mode (a graph branch, taken once per call). Two loops, not
+        three: greedy runs FULL's (exact for it too); each loop body is stored once per signature, with its
+        weights' quantization parameters in the int8 file."""
+        return tf.cond(knobs.mode == draw.TRUNCATED, lambda: fn(draw.pick_truncated), lambda: fn(draw.pick_full))
 
     def _start(self, pos: Position, n) -> Position:
         """Before sampling n tokens: nothing read at all reads as if after token id 0 (an empty prime)."""
