@@ -2,11 +2,12 @@
 
 For each model: the demo server serves it, web/drive.mjs drives Debian's Chromium, and the page's own
 `CharModel` (web/model.js) is timed in the page:
-  * page: the Generate button, text painted as it comes (what a user sees), temperature 0.8
+  * page: the Generate button, text painted as it comes (what a user sees), temperature 0.8, after a first
+    generation has warmed the runtime up
   * loop: `CharModel.generate` alone (no painting), with and without top-k/top-p
-  * per call: one `generate_chunk` call that samples nothing (length 0: the fixed cost of a call: making
-    the input tensors, running the graph's set-up, reading the outputs) and one that samples K characters;
-    (K call - empty call) / K is the cost of one character inside the graph.
+  * per call: one chained `generate_chunk` call (`CharModel.stream`, as the page makes them) that samples
+    nothing (length 0: the fixed cost of a call: passing the tensors, the graph's set-up, reading the
+    outputs) and one that samples K characters; (K call - empty call) / K is one character in the graph.
 Models: a 2x128 LSTM on the tiny-shakespeare alphabet (random weights: speed does not depend on them)
 exported with each --chunk_sizes K, and every --model export dir given (e.g. the shipped model).
 
@@ -41,11 +42,13 @@ TIMING = """(async () => {
     for await (const units of m.generate(m.units('ROMEO:'), L, knobs)) n += units.length;
     return n / ((performance.now() - t0) / 1000);
   };
-  const calls = async (length, count) => {
-    let {state, carry} = m.start();
+  const calls = async (length, count) => {  // the page's own chained calls (CharModel.stream)
+    const stream = m.stream({...plain, stop: -1});
     const t0 = performance.now();
-    for (let i = 0; i < count; i++) ({state, carry} = await m.chunk({length, state, carry, ...plain}));
-    return (performance.now() - t0) / count;
+    for (let i = 0; i < count; i++) await stream.next([], length);
+    const ms = (performance.now() - t0) / count;
+    stream.delete();
+    return ms;
   };
   await loop(plain);  // warm-up
   const best = async (f) => Math.max(await f(), await f(), await f());
@@ -85,11 +88,11 @@ def measure(export: Path, length: int, tmp: Path) -> dict:
     server = webdemo.make_server(webdemo.resolve_model(export), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
+    click = [{"eval": "document.body.dataset.state = 'clicked'"}, {"click": "#generate"}, {"wait": SETTLED},
+             {"eval": "document.getElementById('stats').dataset.charsPerSecond", "as": "page"}]
     steps = [{"goto": url}, {"wait": READY}, {"text": "#error", "as": "error"},
              {"fill": "#length", "value": length}, {"fill": "#temperature", "value": 0.8},
-             {"eval": "document.body.dataset.state = 'clicked'"}, {"click": "#generate"}, {"wait": SETTLED},
-             {"eval": "document.getElementById('stats').dataset.charsPerSecond", "as": "page"},
-             {"eval": TIMING % {"length": length}, "as": "timing"}]
+             *click, {"eval": TIMING % {"length": length}, "as": "timing"}, *click]  # the page after warm-up
     script = tmp / "steps.json"
     script.write_text(json.dumps(steps))
     try:

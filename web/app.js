@@ -9,7 +9,7 @@ import {CharModel, DemoError, fetchModel} from './model.js';
 const $ = (id) => document.getElementById(id);
 // python -m tfchar.demo serves its MODEL here (default saved_models/tiny_shakespeare/model.tflite).
 const DEFAULT_MODEL = 'model/model.tflite';
-const PAINT_EVERY_MS = 30; // hand the browser a frame this often while generating
+const PAINT_EVERY_MS = 50; // hand the browser a frame this often while generating
 let model = null;
 let stopRequested = false;
 window.tfcharDemo = {model: () => model};
@@ -88,36 +88,38 @@ async function generate() {
   }
   setState('running');
   stopRequested = false;
-  const decoder = new TextDecoder('utf-8'); // byte models: UTF-8 split across steps decodes when complete
+  const decoder = new TextDecoder('utf-8'); // byte models: UTF-8 split across chunks decodes when complete
   $('out-prime').textContent = s.prime;
-  $('out-text').textContent = '';
-  let text = '';
+  const out = $('out-text');
+  out.textContent = '';
+  let pending = ''; // written since the last paint: appended, so a paint costs what is new, not the whole text
   let n = 0;
   const t0 = performance.now();
   let painted = t0;
   try {
     for await (const units of model.generate(model.units(s.prime), s.length, s)) {
-      text += model.byteUnit ? decoder.decode(Uint8Array.from(units), {stream: true}) : String.fromCodePoint(...units);
+      pending += model.byteUnit ? decoder.decode(units, {stream: true}) : String.fromCodePoint(...units);
       n += units.length;
       document.body.dataset.written = n; // what Stop is measured against (tests)
       if (performance.now() - painted > PAINT_EVERY_MS) {
-        show(text, n, t0);
+        out.append(pending);
+        pending = '';
+        show(n, t0);
         await new Promise((resolve) => setTimeout(resolve, 0)); // let the page paint and take clicks
         painted = performance.now();
       }
       if (stopRequested) break; // a click is taken while a chunk runs or at a paint: stop before the next
     }
-    if (model.byteUnit) text += decoder.decode();
-    show(text, n, t0);
+    out.append(pending + (model.byteUnit ? decoder.decode() : ''));
+    show(n, t0);
     setState('done');
   } catch (e) {
     setState('error', message(e));
   }
 }
 
-function show(text, n, t0) {
+function show(n, t0) {
   const seconds = (performance.now() - t0) / 1000;
-  $('out-text').textContent = text;
   $('stats').textContent = `${n} chars in ${seconds.toFixed(2)} s: ${(n / seconds).toFixed(0)} chars/s`;
   $('stats').dataset.charsPerSecond = (n / seconds).toFixed(1);
 }

@@ -126,7 +126,6 @@ export class CharModel {
   }
 
   check(prime, length, state, carry, stop) {
-    const k = this.chunkSize;
     if (!(state instanceof Float32Array) || state.length !== this.stateSize) {
       throw new DemoError(`generate_chunk state must be ${this.stateSize} floats for this model, got ` +
                           `${state?.length}: pass the state the previous call returned, or zeros to start`);
@@ -135,14 +134,28 @@ export class CharModel {
       throw new DemoError(`generate_chunk carry must be ${this.carrySize} int32 values, got ${carry?.length}: ` +
                           `pass the carry the previous call returned, or zeros to start`);
     }
+    this.checkCall(prime, length);
+    this.checkStop(stop);
+  }
+
+  checkCall(prime, length) {
+    const k = this.chunkSize;
     if (prime.length > k || !Number.isInteger(length) || length < 0 || length > k) {
       throw new DemoError(`generate_chunk takes at most ${k} prime units and a length in [0, ${k}], ` +
                           `got ${prime.length} and ${length}`);
     }
+  }
+
+  checkStop(stop) {
     if (stop !== NO_STOP && !this.index.has(stop)) {
       throw new DemoError(`stop unit ${stop} is not in the model's vocabulary, so it is never written: ` +
                           `pick one of its characters`);
     }
+  }
+
+  /** A `Stream` from zeros with these knobs: one generation, its tensors made once and fed back call to call. */
+  stream(knobs) {
+    return new Stream(this, knobs);
   }
 
   /**
@@ -152,32 +165,85 @@ export class CharModel {
    * last unit and this loop checks the whole sequence).
    */
   async* generate(prime, length, {temperature, topK, topP, seed, stop = []}) {
-    let {state, carry} = this.start();
-    const knobs = {temperature, topK, topP, seed};
-    const pieces = [];
-    for (let i = 0; i < prime.length; i += this.chunkSize) pieces.push(prime.slice(i, i + this.chunkSize));
-    let piece = pieces.pop() ?? [];
-    for (const p of pieces) ({state, carry} = await this.chunk({prime: p, length: 0, state, carry, ...knobs}));
     const last = stop.length ? stop[stop.length - 1] : NO_STOP;
-    let done = 0;
-    let tail = [];
-    while (done < length) {
-      const n = Math.min(this.chunkSize, length - done);
-      const out = await this.chunk({prime: piece, length: n, state, carry, stop: last, ...knobs});
-      ({state, carry} = out);
-      piece = [];
-      done += out.units.length;
-      yield out.units;
-      if (stop.length) {
-        tail = tail.concat(Array.from(out.units)).slice(-stop.length);
-        const ends = out.units.length > 0 && out.units[out.units.length - 1] === last;
-        if (ends && tail.length === stop.length && tail.every((u, i) => u === stop[i])) return;
+    const stream = this.stream({temperature, topK, topP, seed, stop: last});
+    try {
+      const pieces = [];
+      for (let i = 0; i < prime.length; i += this.chunkSize) pieces.push(prime.slice(i, i + this.chunkSize));
+      let piece = pieces.pop() ?? [];
+      for (const p of pieces) await stream.next(p, 0);
+      let done = 0;
+      let tail = [];
+      while (done < length) {
+        const units = await stream.next(piece, Math.min(this.chunkSize, length - done));
+        piece = [];
+        done += units.length;
+        yield units;
+        if (stop.length) {
+          tail = tail.concat(Array.from(units)).slice(-stop.length);
+          const ends = units.length > 0 && units[units.length - 1] === last;
+          if (ends && tail.length === stop.length && tail.every((u, i) => u === stop[i])) return;
+        }
       }
+    } finally {
+      stream.delete();
     }
   }
 
   delete() {
     this.compiled.delete();
+  }
+}
+
+/**
+ * One generation's chained `generate_chunk` calls. The knobs' tensors are made once, and each call's output
+ * state and carry go back in as the next call's input tensors without a copy through JavaScript: a call
+ * then costs little more than the graph's own work.
+ */
+class Stream {
+  constructor(model, {temperature, topK, topP, seed, stop = NO_STOP}) {
+    model.checkStop(stop);
+    this.model = model;
+    const k = model.chunkSize;
+    this.fixed = {temperature: scalar(Float32Array, temperature), top_k: scalar(Int32Array, topK),
+                  top_p: scalar(Float32Array, topP), seed: scalar(Int32Array, seed), stop: scalar(Int32Array, stop)};
+    this.noPrime = {prime: new Tensor(new Int32Array(k), [k]), prime_length: scalar(Int32Array, 0)};
+    this.lengths = new Map(); // length -> its scalar tensor
+    this.state = new Tensor(new Float32Array(model.stateSize), [1, model.stateSize]);
+    this.carry = new Tensor(new Int32Array(model.carrySize), [model.carrySize]);
+  }
+
+  /** Read `prime` (at most K units), then sample up to `length` (<= K): the new units. */
+  async next(prime, length) {
+    const m = this.model;
+    m.checkCall(prime, length);
+    if (!this.lengths.has(length)) this.lengths.set(length, scalar(Int32Array, length));
+    let primed = this.noPrime;
+    if (prime.length) {
+      const buffer = new Int32Array(m.chunkSize);
+      buffer.set(prime);
+      primed = {prime: new Tensor(buffer, [m.chunkSize]), prime_length: scalar(Int32Array, prime.length)};
+    }
+    let out;
+    try {
+      out = await m.chunkSig.run({...this.fixed, ...primed, length: this.lengths.get(length), state: this.state,
+                                  carry: this.carry});
+    } finally {
+      if (primed !== this.noPrime) Object.values(primed).forEach((t) => t.delete());
+    }
+    this.state.delete();
+    this.carry.delete();
+    ({state: this.state, carry: this.carry} = out);
+    const valid = out.valid.toTypedArray()[0];
+    const units = out.codepoints.toTypedArray().slice(0, valid);
+    out.valid.delete();
+    out.codepoints.delete();
+    return units;
+  }
+
+  delete() {
+    [...Object.values(this.fixed), ...Object.values(this.noPrime), ...this.lengths.values(), this.state, this.carry]
+        .forEach((t) => t.delete());
   }
 }
 

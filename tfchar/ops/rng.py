@@ -42,10 +42,10 @@ def next_rng64(x):
 
 def seed_rng(seed):
     """Generator states for int32 seeds (any value, negative too): int32[B] -> int32[B]."""
-    x = tf.math.floormod(seed, MODULUS - 1) + 1
+    x = tf.cast(tf.math.floormod(seed, MODULUS - 1) + 1, tf.int64)
     for _ in range(WARMUP):
-        x = next_rng(x)
-    return x
+        x = next_rng64(x)  # 2 ops a step: the exported generate_chunk seeds on every call
+    return tf.cast(x, tf.int32)
 
 
 def top_bits(x):
