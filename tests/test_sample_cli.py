@@ -14,6 +14,7 @@ import sys
 import pytest
 import tensorflow as tf
 
+from tfchar.runtimes.keras import IN_PROCESS_CHUNK
 from tfchar.sampling.sample import sample
 from test_exporter import lstm_export  # noqa: F401  (session fixture: a trained run and its export)
 
@@ -94,8 +95,9 @@ def test_run_dir_route_streams(lstm_export):
             self.flushes += 1
 
     rec = Recorder()
-    texts = sample(lstm_export.run, prime="ROMEO:", length=300, seed=7, temperature=0.8, out=rec)
-    assert rec.writes[0] == "ROMEO:" and len(rec.writes) >= 1 + 300 // 64 and rec.flushes >= len(rec.writes)
+    texts = sample(lstm_export.run, prime="ROMEO:", length=600, seed=7, temperature=0.8, out=rec)
+    pieces = 600 // IN_PROCESS_CHUNK  # at least: one write per generate_chunk call
+    assert rec.writes[0] == "ROMEO:" and len(rec.writes) >= 1 + pieces >= 3 and rec.flushes >= len(rec.writes)
     assert "".join(rec.writes) == texts[0] + "\n"
 
 

@@ -266,6 +266,9 @@ def test_generate_until_stops_after_the_first_stop_code_point(tiny):
             assert cut == full[:end]
     assert generate(gen, prime, 300, seed=1, stop=-1) == generate(gen, prime, 300, seed=1)
     assert generate(gen, prime, 300, seed=1, stop=9731) == generate(gen, prime, 300, seed=1)  # never sampled
+    one = CharGenerator.from_keras(tiny[0], vocab, chunk_size=1)  # every stop fills its chunk: still the end
+    full = generate(gen, prime, 100, seed=2)
+    assert generate(one, prime, 100, seed=2, stop=ord(" ")) == full[:full.index(ord(" ")) + 1]
 
 
 def test_a_chunk_ending_at_the_stop_continues_where_generate_goes_on(tiny):

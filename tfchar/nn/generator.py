@@ -279,7 +279,8 @@ class CharGenerator(tf.Module):
                 n = tf.minimum(self.chunk_size, end - done)
                 buf, valid, p = self._sample(n, Position(list(parts), rng, token), knobs, pick, stop)
                 out += tf.pad(buf[:valid], [[done, length - done - valid]])  # out[done:done + valid] = buf
-                end = tf.where(valid < n, done + valid, end)  # stopped early
+                if stop is not None:  # the last token read was the stop: end here (it may fill the chunk)
+                    end = tf.where(tf.logical_and(valid > 0, p.token[0] - 1 == stop), done + valid, end)
                 return (done + valid, end, out, p.rng, p.token, *p.parts)
 
             init = (tf.constant(0), length, tf.zeros([length], tf.int32), pos.rng, pos.token, *pos.parts)

@@ -23,7 +23,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from tfchar.nn.checkpoint import load_run, load_weights
-from tfchar.nn.generator import DEFAULT_CHUNK, CharGenerator
+from tfchar.nn.generator import CharGenerator
 from tfchar.nn.models import build_from_config, reset_states
 from tfchar.ops.loss import token_nll
 from tfchar.ops.metrics import summary
@@ -32,6 +32,8 @@ from tfchar.runtimes.base import GraphSteps, Runtime
 from tfchar.runtimes.chunked import ChunkSignature
 from tfchar.runtimes.convert import function_tflite
 from tfchar.runtimes.tflite import interpreter_chunks
+
+IN_PROCESS_CHUNK = 256  # code points per in-process generate_chunk call: fewer calls, the same text (any K)
 
 
 class KerasScorer:
@@ -84,8 +86,7 @@ class KerasRuntime(Runtime):
 
     def __init__(self, model, vocab, config, checkpoint=None, path=None, tflite_sampling: bool = False):
         self.model = model
-        chunk = config.export.chunk_size if config is not None else DEFAULT_CHUNK
-        self.generator = CharGenerator.from_keras(model, vocab, chunk_size=chunk)
+        self.generator = CharGenerator.from_keras(model, vocab, chunk_size=IN_PROCESS_CHUNK)
         super().__init__(vocab, self.generator.state_size, path=path, config=config, checkpoint=checkpoint)
         self._steps = GraphSteps(self.generator.step, self.state_size, self.vocab_size)
         self.tflite_sampling = tflite_sampling
