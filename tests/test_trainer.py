@@ -1,4 +1,6 @@
-"""fit end to end on a small real text: checkpoints, resume, init_from, TensorBoard, divergence, Ctrl-C."""
+"""fit end to end on a small real text: checkpoints, resume, init_from, TensorBoard, divergence, Ctrl-C.
+
+Fine-tuning on another text (vocabulary growth, the source's config) is tests/test_finetune.py."""
 
 import json
 import math
@@ -117,14 +119,6 @@ def test_resume_refuses_model_changes_and_missing_checkpoints(tmp_path, trained)
         resolve_config(None, [f"--train.run_dir={empty}", "--train.resume=true"])
     with pytest.raises(ConfigError, match="already holds a run"):
         resolve_config(None, [f"--train.run_dir={run_dir}"])
-
-
-def test_init_from_needs_the_same_vocabulary(trained, tmp_path):
-    run_dir, _ = trained
-    other = tmp_path / "other.txt"
-    other.write_text("abc def\n" * 3000)
-    with pytest.raises(CheckpointError, match="different vocabulary"):
-        train(other, tmp_path / "x", **{"train.init_from": str(run_dir)})
 
 
 def test_init_from_starts_from_those_weights(trained, small_text_file, tmp_path):

@@ -101,7 +101,8 @@ class TrainConfig:
     name: str = _f("", "run name ('' = the pipeline file's name, else the source's)")
     run_dir: str = _f("", "run directory ('' = runs/<name>, numbered if taken)")
     resume: bool = _f(False, "continue the run in run_dir from its last checkpoint (optimizer, step, data position)")
-    init_from: str = _f("", "start from the weights of this run dir or checkpoint (same vocabulary and shape)")
+    init_from: str = _f("", "fine-tune: start from the weights of this run dir, checkpoint, export dir or shipped "
+                            "model (its [model] section; the vocabulary grows by the text's new characters)")
     seed: int = _f(123, "random seed for weights, dropout and shuffling")
     strategy: str = _f("default", "tf.distribute strategy: default, mirrored or multi_worker (TF_CONFIG)")
 

@@ -40,7 +40,7 @@ MEANINGS = {
     "vocabulary": {"codepoints": "the code point (byte value for byte models) of each token id",
                    "byte_unit": "1 for byte models (decode the output as UTF-8)"},
 }
-FILES = {"saved_model": "saved_model/", "tflite": "model.tflite", "tflite_int8": "model_int8.tflite"}
+FILES = {"saved_model": "saved_model/", "tflite": "model.tflite", "tflite_int8": "model_int8.tflite", "keras": "model.keras"}
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import Callable
 import keras
 
 from tfchar.core import config as config_lib
-from tfchar.core.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
+from tfchar.core.errors import CheckpointError, DataError, TrainingDiverged, TrainingInterrupted
 from tfchar.core.vocab import Vocab
 from tfchar.data import pipeline as data_lib
 from tfchar.data.corpus import Corpus, describe, load_corpus
@@ -40,6 +40,7 @@ from tfchar.nn import checkpoint as ckpt_lib
 from tfchar.nn.models import build_from_config, get_states, param_count, reset_states, set_states
 from tfchar.ops.metrics import bpc
 from tfchar.runtimes.keras import KerasRuntime, KerasScorer
+from tfchar.training import finetune
 from tfchar.training.distribute import (distribute_dataset, is_chief, make_distributed_train_step, make_strategy,
                                         per_replica_batch)
 from tfchar.training.progress import ProgressBar
@@ -107,6 +108,8 @@ class Session:
     last_eval_step: int = -1
     started: float = field(default_factory=time.time)
     elapsed_before: float = 0.0
+    source: finetune.Source | None = None  # what train.init_from names (a fine-tuning run)
+    progress: Callable[[int, float, str], None] | None = None  # called at each evaluation (the Python API)
 
     @property
     def distributed(self) -> bool:
@@ -150,7 +153,8 @@ def build(cfg: config_lib.Config, run_dir: Path, log) -> Session:
     """Seed, load the corpus, check it fits, and build the model and optimizer (under the strategy)."""
     t, d, m = cfg.train, cfg.data, cfg.model
     keras.utils.set_random_seed(t.seed)
-    corpus = load_corpus(d, log)
+    source = finetune.open_source(t.init_from) if t.init_from and not t.resume else None
+    corpus = run_corpus(cfg, run_dir, source, log)
     log(describe(corpus))
     data_lib.check_fits(len(corpus.train), d.batch_size, d.seq_length, "train", t.scheme, t.stride)
     data_lib.check_fits(len(corpus.val), 1, d.seq_length, "validation")
@@ -171,9 +175,27 @@ def build(cfg: config_lib.Config, run_dir: Path, log) -> Session:
         log(f"strategy {t.strategy}: {strategy.num_replicas_in_sync} replicas x "
             f"{per_replica_batch(strategy, d.batch_size)} streams")
     s = Session(cfg, run_dir, log, corpus, steps_per_epoch, data_lib.loss_weights(t.scheme, d.seq_length, t.burn_in),
-                strategy, chief, model, optimizer, schedule, param_count(model))
+                strategy, chief, model, optimizer, schedule, param_count(model), source=source)
     _log_model(s)
     return s
+
+
+def run_corpus(cfg: config_lib.Config, run_dir: Path, source, log) -> Corpus:
+    """The text as ids of the run's vocabulary: a resumed run's vocab.json, a fine-tuning run's (the source's
+    grown by the text's new characters, `finetune.grown_vocab`), else the text's own."""
+    corpus = load_corpus(cfg.data, log)
+    if cfg.train.resume and (run_dir / "vocab.json").is_file():
+        saved = Vocab.load(run_dir / "vocab.json", cfg.data.unit)
+        try:
+            return load_corpus(cfg.data, vocab=saved) if saved != corpus.vocab else corpus
+        except DataError:
+            raise CheckpointError(f"the text of {cfg.data.source} changed since {run_dir} was trained (different "
+                                  f"vocabulary); start a new run with --train.init_from={run_dir}") from None
+    if source is not None:
+        vocab, note = finetune.grown_vocab(source.vocab, corpus.vocab)
+        log(note)
+        return load_corpus(cfg.data, vocab=vocab)
+    return corpus
 
 
 def _log_model(s: Session) -> None:
@@ -207,15 +229,11 @@ def restore(s: Session) -> None:
         s.last_eval_step = s.state.step
         s.log(f"resuming {s.run_dir} from {last.name}: step {s.state.step}, epoch {s.state.epoch} "
               f"batch {s.state.batch_in_epoch}")
-    elif t.init_from:
-        _, init_vocab, init_ckpt = ckpt_lib.load_run(t.init_from)
-        if init_vocab != s.corpus.vocab:
-            raise CheckpointError(f"train.init_from={t.init_from} has a different vocabulary ({len(init_vocab)} "
-                                  f"symbols) than {d.source} ({len(s.corpus.vocab)}): initialise from a model of "
-                                  f"the same text")
+    elif s.source is not None:
+        finetune.check_shape(s.cfg.model, s.source)
         with s.strategy.scope():
-            ckpt_lib.load_weights(s.model, init_ckpt)
-        s.log(f"initialised weights from {init_ckpt}")
+            finetune.load_source_weights(s.model, s.source)
+        s.log(f"initialised weights from {s.source.weights}")
     config_lib.save(s.cfg.replace(train={"resume": False, "run_dir": str(s.run_dir)}), s.run_dir / "config.toml")
     s.corpus.vocab.save(s.run_dir / "vocab.json")
 
@@ -302,8 +320,10 @@ def _save_interrupted(s: Session) -> None:
     name = ckpt_lib.checkpoint_name(s.epoch_float(), s.state.val_loss or float("nan"))
     path = ckpt_lib.save_checkpoint(s.ckpt_root, name + "_interrupted", s.model, s.optimizer, s.state.to_json(),
                                     s.carried_state())
-    raise TrainingInterrupted(f"stopped at step {s.state.step}; checkpoint {path}; resume with:\n"
-                              f"  python -m tfchar.fit --train.resume=true --train.run_dir={s.run_dir}")
+    stopped = TrainingInterrupted(f"stopped at step {s.state.step}; checkpoint {path}; resume with:\n"
+                                  f"  python -m tfchar.fit --train.resume=true --train.run_dir={s.run_dir}")
+    stopped.run_dir = s.run_dir  # for the Python API, which hands back the run
+    raise stopped
 
 
 def evaluate_and_save(s: Session, reason: str) -> None:
@@ -324,13 +344,16 @@ def evaluate_and_save(s: Session, reason: str) -> None:
     if is_best:
         ckpt_lib.point(s.ckpt_root, "best", path.name)
     ckpt_lib.prune(s.ckpt_root, s.cfg.train.keep_checkpoints)
-    s.summaries.validation(s.state.step, val, _preview_text(s))
+    sample = _preview_text(s)
+    s.summaries.validation(s.state.step, val, sample)
     record = {"step": s.state.step, "epoch": round(s.epoch_float(), 4), "val_loss": val["nats"],
               "val_bpc": val["bpc"], "time": round(s.state.elapsed, 1), "checkpoint": path.name}
     s.history.write(json.dumps(record) + "\n")
     s.history.flush()
     s.log(f"{reason} step {s.state.step} (epoch {s.epoch_float():.2f}): val loss {val['nats']:.4f} nats/char, "
           f"{val['bpc']:.4f} bpc{' (best)' if is_best else ''} -> {path.name}")
+    if s.progress is not None:  # the Python API's hook: a notebook plots the curve as it comes
+        s.progress(s.state.step, val["bpc"], sample or "")
 
 
 def _preview_text(s: Session) -> str | None:
@@ -362,9 +385,13 @@ def finish(s: Session) -> dict:
 
 # ============================================================================================ the whole run
 
-def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
-    """Train the model `cfg` describes, writing everything into `run_dir`. Returns the run's summary."""
+def fit(cfg: config_lib.Config, run_dir: Path, log=print, progress=None) -> dict:
+    """Train the model `cfg` describes, writing everything into `run_dir`. Returns the run's summary.
+
+    `progress(step, val_bpc, sample)` is called after each evaluation and its checkpoint.
+    """
     s = build(cfg, Path(run_dir), log)
+    s.progress = progress
     restore(s)
     prepare(s)
     try:
