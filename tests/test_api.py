@@ -19,6 +19,7 @@ import tfchar
 from conftest import ROOT, tiny_overrides
 from test_exporter import lstm_export, train_run  # noqa: F401  (session fixture: a trained run and its export)
 from tfchar.core.errors import CheckpointError, ConfigError, DataError, TfcharError, TrainingInterrupted
+from tfchar.runtimes.keras import IN_PROCESS_CHUNK
 from tfchar.sampling.sample import sample
 
 
@@ -99,8 +100,10 @@ def test_a_list_of_primes_is_sampled_as_the_command_line_samples_several(routes,
     assert routes["tflite"].generate(["KING:", "ROMEO:"], length=50, seed=11) == mixed
 
 
-def test_stream_yields_the_text_piece_by_piece(routes):
-    for lm, chunks in ((routes["keras"], 5), (routes["tflite"], 1)):  # Keras: 64-character chunks; TFLite: one call
+def test_stream_yields_the_text_piece_by_piece(routes, lstm_export):
+    # one piece per generate_chunk call: the export's K on the TFLite route, IN_PROCESS_CHUNK in process
+    k = lstm_export.metrics["chunk_size"]
+    for lm, chunks in ((routes["keras"], math.ceil(300 / IN_PROCESS_CHUNK)), (routes["tflite"], math.ceil(300 / k))):
         pieces = list(lm.stream("ROMEO:", length=300, seed=3))
         assert pieces[0] == "ROMEO:" and len(pieces) == 1 + chunks
         assert "".join(pieces) == lm.generate("ROMEO:", length=300, seed=3)

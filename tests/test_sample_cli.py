@@ -14,6 +14,7 @@ import sys
 import pytest
 import tensorflow as tf
 
+from tfchar.runtimes.keras import IN_PROCESS_CHUNK
 from tfchar.sampling.sample import sample
 from test_exporter import lstm_export  # noqa: F401  (session fixture: a trained run and its export)
 
@@ -62,6 +63,26 @@ def test_greedy_batches_are_identical_across_routes(lstm_export, capsys):
     assert first.split("---\n", 1)[1] == second.split("---\n", 1)[1]  # greedy ignores the seed
 
 
+def test_stop_ends_each_sample_after_its_first_occurrence_on_every_route(lstm_export, capsys):
+    from tfchar.sample import main
+
+    r = lstm_export
+    base = ["--prime", "ROMEO:", "--length", "400", "--temperature", "0.9", "--num_samples", "2"]
+    main([str(r.out / "model.tflite"), *base])
+    whole = capsys.readouterr().out
+    for stop in ("\n", "e "):
+        printed = []
+        for model in (r.run, r.out, r.out / "model.tflite"):
+            main([str(model), *base, "--stop", stop])
+            printed.append(capsys.readouterr().out)
+        assert printed[0] == printed[1] == printed[2], stop
+        for full, cut in zip(whole.split("--- sample ")[1:], printed[0].split("--- sample ")[1:]):
+            text, got = full.split("---\n", 1)[1][len("ROMEO:"):-1], cut.split("---\n", 1)[1][len("ROMEO:"):-1]
+            end = text.find(stop)
+            assert got == (text if end < 0 else text[:end + len(stop)]), stop
+            assert end >= 0  # the test is about stopping: the stop text must occur in 400 characters
+
+
 def test_run_dir_route_streams(lstm_export):
     class Recorder:
         def __init__(self):
@@ -74,8 +95,9 @@ def test_run_dir_route_streams(lstm_export):
             self.flushes += 1
 
     rec = Recorder()
-    texts = sample(lstm_export.run, prime="ROMEO:", length=300, seed=7, temperature=0.8, out=rec)
-    assert rec.writes[0] == "ROMEO:" and len(rec.writes) >= 1 + 300 // 64 and rec.flushes >= len(rec.writes)
+    texts = sample(lstm_export.run, prime="ROMEO:", length=600, seed=7, temperature=0.8, out=rec)
+    pieces = 600 // IN_PROCESS_CHUNK  # at least: one write per generate_chunk call
+    assert rec.writes[0] == "ROMEO:" and len(rec.writes) >= 1 + pieces >= 3 and rec.flushes >= len(rec.writes)
     assert "".join(rec.writes) == texts[0] + "\n"
 
 
@@ -131,6 +153,9 @@ def test_more_bad_input_in_process(lstm_export, bad_models, capsys):
         ([tflite, "--num_samples", 0], "--num_samples"),
         ([tflite, "--length", "many"], "invalid int value"),
         ([tflite, "--unknown", "ignore"], "invalid choice"),
+        ([tflite, "--stop", ""], "--stop '' is empty"),
+        ([tflite, "--stop", "ROMEO\u2603"], "has 1 character(s) the model never writes: '\u2603'"),
+        ([tflite, "--stop", "\\n"], "a backslash is literal: for a newline pass --stop $'\\n'"),
     ]
     for args, expected in cases:
         with pytest.raises(SystemExit) as exit_info:

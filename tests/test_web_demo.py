@@ -1,5 +1,6 @@
-"""The web demo: an exported model writes text in real (headless) Chromium with LiteRT.js, the same text
-`python -m tfchar.sample` prints; bad input is a readable error on the page; the server serves only its files.
+"""The web demo: an exported model writes text in real (headless) Chromium with LiteRT.js through its
+generate_chunk signature, the same text `python -m tfchar.sample` prints (no sampler in JavaScript); Stop
+stops within one chunk; bad input is a readable error on the page; the server serves only its files.
 
 The browser tests need Debian's Chromium (/usr/bin/chromium) and `npm ci --prefix web`; without them they
 skip, except in CI (CI set), where they fail. No browser is ever downloaded.
@@ -88,55 +89,6 @@ def test_model_argument(tmp_path, monkeypatch):
     assert webdemo.resolve_model(tmp_path / "exp") == (tmp_path / "exp" / "model.tflite").resolve()
     with pytest.raises(CheckpointError, match="python -m tfchar.export"):
         webdemo.resolve_model(tmp_path / "nope")
-
-
-# ============================================================================================ sampler.js
-
-JS_DRAW = """
-import {readFileSync} from 'node:fs';
-import {draw, nextRng, seedRng, settings, uniform} from '%s';
-const {cases, seeds} = JSON.parse(readFileSync(0, 'utf-8'));
-const tokens = cases.map(([logits, u, t, k, p]) =>
-  draw(Float32Array.from(logits), u, settings(t, k, p, logits.length)));
-const streams = seeds.map((seed) => {
-  let x = seedRng(seed);
-  return Array.from({length: 5}, () => uniform(x = nextRng(x)));
-});
-process.stdout.write(JSON.stringify({tokens, streams}));
-"""
-
-
-def test_js_sampler_draws_what_the_exported_sampler_draws():
-    """web/sampler.js against tfchar.sampler on random logits (ties too) and every knob, bit for bit."""
-    import numpy as np
-    import tensorflow as tf
-
-    from tfchar.ops import draw
-    from tfchar.ops import rng as prng
-
-    if shutil.which("node") is None:
-        _browser_or_skip()
-    rng = np.random.default_rng(0)
-    cases = []
-    for i in range(300):
-        logits = (rng.normal(size=40) * rng.choice([0.5, 3.0, 10.0])).astype(np.float32)
-        if i % 5 == 0:
-            logits[rng.integers(0, 40, 8)] = logits.max()  # ties at the top
-        u = float(rng.integers(0, 1 << 24)) / (1 << 24)  # what sampler.uniform can return
-        cases.append([logits.tolist(), u, float(rng.choice([0, 0.5, 0.8, 1.3])), int(rng.choice([0, 1, 5, 20, 60])),
-                      float(np.float32(rng.choice([1.0, 0.95, 0.5, 0.1])))])
-    expect = [int(draw.sample_ids([c[0]], [c[1]], *c[2:]).numpy()[0]) for c in cases]
-    seeds = [0, 1, 7, 123, -1, -(2**31), 2**31 - 1]
-    streams = []
-    for seed in seeds:
-        x = prng.seed_rng(tf.constant([seed]))
-        streams.append([float(prng.uniform(x := prng.next_rng(x)).numpy()[0]) for _ in range(5)])
-    r = subprocess.run(["node", "--input-type=module", "-e", JS_DRAW % (WEB / "sampler.js").as_uri()],
-                       input=json.dumps({"cases": cases, "seeds": seeds}), capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout)
-    assert got["streams"] == streams
-    assert got["tokens"] == expect
 
 
 # ============================================================================================ slow: browser
@@ -232,15 +184,31 @@ def drive(steps, tmp_path) -> dict:
 SETTLED = "['done', 'error', 'ready'].includes(document.body.dataset.state)"
 
 
-def run_steps(name, prime=PRIME, length=LENGTH, greedy=True, temperature=0.8, top_k=0, top_p=1.0, seed=SEED):
+def run_steps(name, prime=PRIME, length=LENGTH, greedy=True, temperature=0.8, top_k=0, top_p=1.0, seed=SEED,
+              stop=""):
     """Steps that fill the form, click Generate, wait, and read #output, #error and chars/s as name.*"""
     return [{"fill": "#prime", "value": prime}, {"fill": "#length", "value": length},
             {"check": "#greedy", "on": greedy}, *([] if greedy else [{"fill": "#temperature", "value": temperature}]),
             {"fill": "#top-k", "value": top_k}, {"fill": "#top-p", "value": top_p}, {"fill": "#seed", "value": seed},
-            {"eval": "document.body.dataset.state = 'clicked'"},
+            {"fill": "#stop-at", "value": stop}, {"eval": "document.body.dataset.state = 'clicked'"},
             {"click": "#generate"}, {"wait": SETTLED},
             {"text": "#output", "as": f"{name}.output"}, {"text": "#error", "as": f"{name}.error"},
             {"eval": "document.getElementById('stats').dataset.charsPerSecond || ''", "as": f"{name}.cps"}]
+
+
+# Stop while a long generation runs: record how many characters were out at the click, then what came after.
+STOP_STEPS = [{"fill": "#length", "value": 200000}, {"check": "#greedy", "on": False}, {"fill": "#stop-at", "value": ""},
+              {"eval": "document.body.dataset.state = 'clicked'"}, {"click": "#generate"},
+              {"wait": "document.getElementById('out-text').textContent.length > 1000"},
+              {"eval": "(() => { const n = Number(document.body.dataset.written); "
+                       "document.getElementById('stop').click(); return n; })()", "as": "stop.at_click"},
+              {"wait": SETTLED}, {"eval": "document.getElementById('stats').textContent", "as": "stop.stats"},
+              {"eval": "window.tfcharDemo.model().chunkSize", "as": "stop.chunk"}]
+
+# A chunk call with a wrong-size state and one with a stop unit outside the vocabulary, through the page's model.
+BAD_CHUNK = ("(async () => {{ const m = window.tfcharDemo.model(); const s = m.start(); "
+             "try {{ await m.chunk({{length: 4, temperature: 1, topK: 0, topP: 1, seed: 1, {}}}); return 'no error'; }} "
+             "catch (e) {{ return e.constructor.name + ': ' + e.message; }} }})()")
 
 
 def pick_steps(name, path):
@@ -253,7 +221,7 @@ def printed(model, **kwargs) -> str:
     from tfchar.sampling.sample import sample
 
     buf = io.StringIO()
-    sample(str(model), length=LENGTH, out=buf, **{"seed": SEED, **kwargs})
+    sample(str(model), out=buf, **{"seed": SEED, "length": LENGTH, **kwargs})
     return buf.getvalue()[:-1]
 
 
@@ -278,7 +246,12 @@ def page(demo, export_dir, tmp_path_factory):
     steps = [{"goto": demo}, {"wait": SETTLED}, {"text": "#error", "as": "load.error"},
              *run_steps("greedy"), *run_steps("nucleus", greedy=False, top_k=10, top_p=0.9, seed=-5),
              *run_steps("sampled", greedy=False), {"screenshot": str(ARTIFACTS / "web-demo.png")},
+             *run_steps("line", greedy=False, stop="\\n"), *run_steps("phrase", greedy=False, length=2000, stop="e t"),
+             *STOP_STEPS,
+             {"eval": BAD_CHUNK.format("state: new Float32Array(3), carry: s.carry"), "as": "state.error"},
+             {"eval": BAD_CHUNK.format("state: s.state, carry: s.carry, stop: 9731"), "as": "stopunit.error"},
              *run_steps("unknown", prime="ROMEO: caf\u00e9 \u20ac"), *run_steps("zero", length=0),
+             *run_steps("neverstops", stop="\u20ac"),
              *pick_steps("foreign", not_tfchar_tflite(tmp / "double.tflite")), *pick_steps("garbage", garbage),
              {"goto": demo + "?model=model/missing.tflite"}, {"wait": SETTLED},
              {"text": "#error", "as": "missing.error"}]
@@ -304,10 +277,30 @@ def test_seeded_sampling_equals_python_sample(page, export_dir):
 
 
 @pytest.mark.slow
+def test_stop_text_ends_the_text_as_python_sample_does(page, export_dir):
+    line = printed(export_dir / "model.tflite", prime=PRIME, temperature=0.8, stop="\n")
+    assert page["line.error"] == "" and page["line.output"] == line
+    assert line.endswith("\n") and line[len(PRIME):].count("\n") == 1
+    phrase = printed(export_dir / "model.tflite", prime=PRIME, temperature=0.8, stop="e t", length=2000)
+    assert page["phrase.output"] == phrase and phrase.endswith("e t")
+
+
+@pytest.mark.slow
+def test_stop_button_stops_within_one_chunk(page):
+    at_click, chunk = page["stop.at_click"], page["stop.chunk"]
+    written = int(page["stop.stats"].split()[0])
+    assert at_click <= written <= at_click + chunk, (at_click, written, chunk)
+    assert written < 200000
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case, expect", [
     ("unknown", "2 character(s) this model never saw"),
     ("zero", "Length 0 must be a positive whole number"),
-    ("foreign", "double.tflite has no step/vocabulary signature, so it is not a tfchar export"),
+    ("neverstops", "Stop at has 1 character(s) this model never writes"),
+    ("state", "DemoError: generate_chunk state must be 64 floats for this model, got 3"),
+    ("stopunit", "DemoError: stop unit 9731 is not in the model's vocabulary"),
+    ("foreign", "double.tflite has no generate_chunk/vocabulary signature, so it cannot stream text here"),
     ("garbage", "notes.tflite is not a readable TFLite model"),
     ("missing", "cannot load model/missing.tflite (HTTP 404)"),
 ])

@@ -24,6 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval_chars", type=int, default=None,
                    help="characters of each split to score for metrics.json (0 = the whole splits; default: the "
                         "run's export.eval_chars)")
+    p.add_argument("--chunk_size", type=int, default=None,
+                   help="K, code points per generate_chunk call (its static size; default: the run's export.chunk_size, 64)")
     return p.parse_args(argv)
 
 
@@ -34,7 +36,8 @@ def main(argv=None) -> int:
 
     if a.eval_chars is not None and a.eval_chars < 0:
         raise ConfigError(f"--eval_chars {a.eval_chars} must be >= 0 (0 = the whole splits)")
-    interruptible_export(a.run_dir, a.out or None, int8=a.int8, which=a.which, eval_chars=a.eval_chars)
+    interruptible_export(a.run_dir, a.out or None, int8=a.int8, which=a.which, eval_chars=a.eval_chars,
+                         chunk_size=a.chunk_size)
     return 0
 
 

@@ -3,6 +3,7 @@
 Example:
     python -m tfchar.sample runs/shakespeare --prime "ROMEO:" --length 500 --temperature 0.8 --seed 7
     python -m tfchar.sample saved_models/shakespeare/model.tflite --prime "ROMEO:" --length 500 --seed 7  # same text
+    python -m tfchar.sample saved_models/shakespeare --prime "ROMEO:" --stop $'\n'     # one line
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num_samples", type=int, default=1, help="samples to draw (batched on the run-dir route)")
     p.add_argument("--unknown", choices=("error", "skip"), default="error",
                    help="prime characters outside the vocabulary: fail, or drop them")
+    p.add_argument("--stop", default=None, metavar="TEXT",
+                   help="end each sample after the first occurrence of TEXT (included), e.g. --stop $'\\n' for "
+                        "one line (bash); the model stops at TEXT's last character, so nothing is computed past it")
     p.add_argument("--window", type=int, default=0,
                    help="windowed sampling: re-read the last K characters from a zero state for each new one "
                         "(0 = progressive: carry the state)")
@@ -39,7 +43,7 @@ def main(argv=None) -> int:
     from tfchar.sampling.sample import sample  # imports TensorFlow: after the flags are known to parse
 
     sample(a.model, prime=a.prime, length=a.length, temperature=a.temperature, greedy=a.greedy, top_k=a.top_k,
-           top_p=a.top_p, seed=a.seed, num_samples=a.num_samples, unknown=a.unknown, window=a.window)
+           top_p=a.top_p, seed=a.seed, num_samples=a.num_samples, unknown=a.unknown, window=a.window, stop=a.stop)
     return 0
 
 

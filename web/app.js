@@ -1,15 +1,18 @@
 // The page: load a model (?model=URL, default the demo server's model/model.tflite, or a picked file),
-// check the form, stream the text into the output as it is sampled, and report chars/s.
-// document.body.dataset.state (loading, ready, running, done, error) tells tests where the page is.
+// check the form, stream the text into the output chunk by chunk as the model's generate_chunk writes
+// it, and report chars/s. Stop ends the generation before the next chunk.
+// document.body.dataset.state (loading, ready, running, done, error) tells tests where the page is;
+// window.tfcharDemo.model() is the loaded CharModel (for tests and the browser benchmark).
 
 import {CharModel, DemoError, fetchModel} from './model.js';
 
 const $ = (id) => document.getElementById(id);
 // python -m tfchar.demo serves its MODEL here (default saved_models/tiny_shakespeare/model.tflite).
 const DEFAULT_MODEL = 'model/model.tflite';
-const PAINT_EVERY_MS = 30; // hand the browser a frame this often while generating
+const PAINT_EVERY_MS = 50; // hand the browser a frame this often while generating
 let model = null;
 let stopRequested = false;
+window.tfcharDemo = {model: () => model};
 
 function setState(state, message = '') {
   document.body.dataset.state = state;
@@ -31,7 +34,7 @@ async function loadModel(bytesPromise, name) {
     const ms = performance.now() - t0;
     $('model-info').textContent = `${name}: ${(bytes.length / 1e6).toFixed(2)} MB, ${model.vocabSize} ` +
         `${model.byteUnit ? 'bytes' : 'characters'}, state ${model.stateSize} floats; loaded in ` +
-        `${ms.toFixed(0)} ms; runs on the CPU (LiteRT.js WebAssembly, XNNPack)`;
+        `${ms.toFixed(0)} ms; ${model.chunkSize} characters per call; runs on the CPU (LiteRT.js WebAssembly, XNNPack)`;
     setState('ready');
   } catch (e) {
     $('model-info').textContent = `no model loaded (${name})`;
@@ -44,7 +47,8 @@ function readForm() {
   const raw = (id) => $(id).value.trim();
   const num = (id) => (raw(id) === '' ? NaN : Number(raw(id)));
   const s = {prime: $('prime').value, length: num('length'), greedy: $('greedy').checked,
-             temperature: num('temperature'), topK: num('top-k'), topP: num('top-p'), seed: num('seed')};
+             temperature: num('temperature'), topK: num('top-k'), topP: num('top-p'), seed: num('seed'),
+             stopText: $('stop-at').value.replace(/\\n/g, '\n')}; // a one-line field: \n is a newline
   const fail = (text) => { throw new DemoError(text); };
   if (!Number.isInteger(s.length) || s.length <= 0) {
     fail(`Length ${raw('length')} must be a positive whole number, e.g. 500`);
@@ -57,13 +61,19 @@ function readForm() {
   if (!Number.isInteger(s.seed) || s.seed < -(2 ** 31) || s.seed >= 2 ** 31) {
     fail(`Seed ${raw('seed')} must be a whole number that fits in 32 bits`);
   }
+  const name = (u) => JSON.stringify(model.byteUnit ? `byte ${u}` : String.fromCodePoint(u));
   const unknown = model.unknown(s.prime);
   if (unknown.length) {
-    const name = (u) => JSON.stringify(model.byteUnit ? `byte ${u}` : String.fromCodePoint(u));
     const shown = unknown.slice(0, 20).map(name);
     fail(`The prime has ${unknown.length} character(s) this model never saw: ${shown.join(', ')}; ` +
          `remove them (the model knows ${model.vocabSize})`);
   }
+  const never = model.unknown(s.stopText);
+  if (never.length) {
+    fail(`Stop at has ${never.length} character(s) this model never writes: ${never.slice(0, 20).map(name).join(', ')}; ` +
+         `it would never stop: use characters of its vocabulary (or leave it empty)`);
+  }
+  s.stop = model.units(s.stopText);
   if (s.greedy) s.temperature = 0; // the exported sampler's greedy: argmax
   return s;
 }
@@ -78,36 +88,38 @@ async function generate() {
   }
   setState('running');
   stopRequested = false;
-  const decoder = new TextDecoder('utf-8'); // byte models: UTF-8 split across steps decodes when complete
+  const decoder = new TextDecoder('utf-8'); // byte models: UTF-8 split across chunks decodes when complete
   $('out-prime').textContent = s.prime;
-  $('out-text').textContent = '';
-  let text = '';
+  const out = $('out-text');
+  out.textContent = '';
+  let pending = ''; // written since the last paint: appended, so a paint costs what is new, not the whole text
   let n = 0;
   const t0 = performance.now();
   let painted = t0;
   try {
-    const ids = model.units(s.prime).map((u) => model.index.get(u));
-    for await (const cp of model.generate(ids, s.length, s)) {
-      text += model.byteUnit ? decoder.decode(Uint8Array.of(cp), {stream: true}) : String.fromCodePoint(cp);
-      n++;
+    for await (const units of model.generate(model.units(s.prime), s.length, s)) {
+      pending += model.byteUnit ? decoder.decode(units, {stream: true}) : String.fromCodePoint(...units);
+      n += units.length;
+      document.body.dataset.written = n; // what Stop is measured against (tests)
       if (performance.now() - painted > PAINT_EVERY_MS) {
-        show(text, n, t0);
+        out.append(pending);
+        pending = '';
+        show(n, t0);
         await new Promise((resolve) => setTimeout(resolve, 0)); // let the page paint and take clicks
         painted = performance.now();
-        if (stopRequested) break;
       }
+      if (stopRequested) break; // a click is taken while a chunk runs or at a paint: stop before the next
     }
-    if (model.byteUnit) text += decoder.decode();
-    show(text, n, t0);
+    out.append(pending + (model.byteUnit ? decoder.decode() : ''));
+    show(n, t0);
     setState('done');
   } catch (e) {
     setState('error', message(e));
   }
 }
 
-function show(text, n, t0) {
+function show(n, t0) {
   const seconds = (performance.now() - t0) / 1000;
-  $('out-text').textContent = text;
   $('stats').textContent = `${n} chars in ${seconds.toFixed(2)} s: ${(n / seconds).toFixed(0)} chars/s`;
   $('stats').dataset.charsPerSecond = (n / seconds).toFixed(1);
 }

@@ -134,9 +134,11 @@ class ExportConfig:
     int8: bool = _f(True, "also write model_int8.tflite (dynamic-range quantized)")
     eval_chars: int = _f(60_000, "characters of the validation and test splits scored through each exported file "
                                  "for metrics.json (the layout of train.eval_chars; 0 = the whole splits)")
+    chunk_size: int = _f(64, "code points per generate_chunk call (K: its static input and output size)")
 
     def validate(self) -> None:
         _non_negative(self, "eval_chars")
+        _positive(self, "chunk_size")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Export a run's checkpoint for serving and on-device generation, and measure what was exported.
 
     saved_models/<name>/
-      saved_model/        TF SavedModel: signatures generate (= serving_default), step, vocabulary
+      saved_model/        TF SavedModel: signatures generate (= serving_default), generate_until,
+                          generate_chunk (static shapes, K = export.chunk_size), step, vocabulary
       model.tflite        the same signatures, TFLite builtin ops only (float32)
       model_int8.tflite   dynamic-range quantized weights (optional)
       model.keras         the trainable weights as a stock Keras model (keras.saving.load_model, no tfchar)
@@ -9,6 +10,7 @@
       config.toml         the model's [data] and [model] sections
       metrics.json        bpc of the exported files on the validation and test splits (`chars`: how many
                           characters each figure scored, `export.eval_chars` of each split), sizes, parity
+      MODEL_CARD.md       what the model is, its data, training, figures, signatures and limits
 
 Everything is written into a temporary sibling directory and renamed into place, so an interrupted
 export never leaves a half-written model where a previous export was.
@@ -31,24 +33,27 @@ import numpy as np
 import tensorflow as tf
 
 from tfchar.core import config as config_lib
-from tfchar.core.errors import CheckpointError, TfcharError, TrainingInterrupted
+from tfchar.core.errors import CheckpointError, ConfigError, TfcharError, TrainingInterrupted
 from tfchar.core.procs import alive
 from tfchar.data.corpus import load_corpus
+from tfchar.exporting.model_card import CardFacts, model_card
 from tfchar.nn.checkpoint import KERAS_FILE, load_run, load_weights, run_dir_of, save_keras_file
 from tfchar.nn.generator import CharGenerator
 from tfchar.nn.models import build_from_config
+from tfchar.runtimes.convert import to_tflite as _to_tflite
 from tfchar.runtimes.saved_model import SavedModelRuntime
 from tfchar.runtimes.tflite import TFLiteRuntime
 from tfchar.training.progress import CountBar
 from tfchar.training.signals import Abort, StopFlag
 
-SIGNATURES = ("generate", "step", "vocabulary")
+SIGNATURES = ("generate", "generate_until", "generate_chunk", "step", "vocabulary")
 EVAL_STREAMS = 8  # contiguous rows per bpc evaluation: fit's validation layout (runtimes.keras.KerasScorer)
 PARITY_SHAPE = (8, 32)  # parity check: 8 streams of 32 characters
 
 
 def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", splits: dict | None = None,
-               log: Callable[[str], None] = print, eval_chars: int | None = None) -> dict:
+               log: Callable[[str], None] = print, eval_chars: int | None = None,
+               chunk_size: int | None = None) -> dict:
     """Export a run's checkpoint to SavedModel + TFLite and return its metrics (also in metrics.json).
 
     Args:
@@ -61,6 +66,7 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         log: receives short progress lines.
         eval_chars: characters of each split to score (the first eval_chars/8 of 8 contiguous streams, as fit's
             validation; 0 = the whole splits); default: the run's `export.eval_chars`.
+        chunk_size: K, code points per `generate_chunk` call; default: the run's export.chunk_size.
 
     Returns:
         dict with val_bpc, test_bpc, tflite_test_bpc, int8_test_bpc, int8_bpc_change, chars (characters each
@@ -71,6 +77,9 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         export_run("runs/shakespeare", int8=False)
     """
     cfg, vocab, ckpt = load_run(run_dir, which)
+    chunk_size = cfg.export.chunk_size if chunk_size is None else chunk_size
+    if chunk_size <= 0:
+        raise ConfigError(f"--chunk_size {chunk_size} must be positive: code points per generate_chunk call, e.g. 64")
     run = run_dir_of(ckpt)
     out = Path(out_dir or cfg.export.out or Path("saved_models") / run.name)
     _check_replaceable(out)
@@ -79,7 +88,7 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
     log(f"export: {ckpt} -> {out}")
     model = build_from_config(cfg.model, len(vocab))
     load_weights(model, ckpt)
-    gen = CharGenerator.from_keras(model, vocab)
+    gen = CharGenerator.from_keras(model, vocab, chunk_size=chunk_size)
 
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -89,7 +98,7 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         files["keras"] = _write_keras(tmp, model)
         metrics = {"run": str(run), "checkpoint": ckpt.name, "cell": gen.cell, "num_layers": gen.num_layers,
                    "rnn_size": gen.hidden, "vocab_size": gen.vocab_size, "state_size": gen.state_size,
-                   "unit": vocab.unit, "sizes": {k: _size(p) for k, p in files.items()}}
+                   "chunk_size": gen.chunk_size, "unit": vocab.unit, "sizes": {k: _size(p) for k, p in files.items()}}
         if int8:
             metrics["int8_size_ratio"] = metrics["sizes"]["tflite_int8"] / metrics["sizes"]["tflite"]
         log("  " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in metrics["sizes"].items())
@@ -99,6 +108,9 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         metrics.update(_measure(model, files, splits, probe, gen.state_size, log, eval_chars))
         metrics["parity"]["keras"] = keras_file_difference(model, files["keras"], probe)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        facts = CardFacts(name=out.name, metrics=metrics, config=cfg, vocab=vocab, run=run, params=model.count_params(),
+                          signatures=gen.signatures(), split_sizes={k: len(v) for k, v in (splits or {}).items()})
+        (tmp / "MODEL_CARD.md").write_text(model_card(facts), encoding="utf-8")
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,12 +154,9 @@ def _write_keras(tmp: Path, model) -> Path:
 
 
 def to_tflite(saved_model_dir, int8: bool = False) -> bytes:
-    """Convert an exported SavedModel's signatures to a TFLite flatbuffer with builtin ops only."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=list(SIGNATURES))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
-    return converter.convert()
+    """Convert an exported SavedModel's signatures to a TFLite flatbuffer with builtin ops only (int8: dynamic
+    range, int8 weights and float activations)."""
+    return _to_tflite(saved_model_dir, SIGNATURES, int8)
 
 
 # ============================================================================================ checks
@@ -227,7 +236,7 @@ def _splits(cfg, vocab, log) -> dict | None:
         return None
     if corpus.vocab != vocab:  # a fine-tuned run's vocabulary extends its text's own
         corpus = load_corpus(cfg.data, vocab=vocab)
-    return {"val": corpus.val, "test": corpus.test}
+    return {"train": corpus.train, "val": corpus.val, "test": corpus.test}
 
 
 def _probe_ids(splits: dict | None, vocab_size: int) -> np.ndarray:

@@ -2,12 +2,27 @@
 
 Keras recurrent layers lower to TensorList ops that TFLite builtins cannot run, so this module rewrites
 each cell with matmuls on the trained weights (read by layer name: `embedding`, `rnn_i`, `logits`,
-in Keras gate order) and runs time with `tf.while_loop`, which converts to TFLite `WHILE`. It serves
-three callers with the same ops: the SavedModel and the TFLite file (signatures `generate`, `step`,
-`vocabulary`) and the in-process runtime (`stream`), so a seed means the same text everywhere.
+in Keras gate order) and runs time with `tf.while_loop`, which converts to TFLite `WHILE`. Every runtime
+runs these signatures (SavedModel, TFLite, LiteRT.js, and in process), so a seed means the same text
+everywhere:
+
+    generate        prime code points [N], length, knobs, seed -> code points [length]
+    generate_until  the same, plus a stop code point: ends after its first occurrence (included)
+    generate_chunk  static shapes only: K prime code points in, K code points out per call, the state
+                    carried in and out; chained calls give exactly `generate_until`'s code points
+    step            one character for B streams (scoring, apps that sample themselves)
+    vocabulary      the code point of each token id
+
+`generate` and `generate_until` run the very loop `generate_chunk` runs, K characters at a time, so the
+three agree by construction. The loop body has static shapes (batch 1, a K-wide buffer): TFLite then
+prepares it once, not once per character.
+
+The carried state of `generate_chunk` is `state` (float32[1, S], packed as `step`'s) and `carry` (int32[2]:
+the generator state, 0 = not seeded yet, then the last token id + 1 still to be read, 0 = none); zeros
+start a generation.
 
 Packed state S: for each layer in order, LSTM [h, c], GRU [h], RNN [h], each H wide.
-Shapes: B batch, N prime length, V vocabulary, E embedding, H hidden, G gates (LSTM 4, GRU 3, RNN 1).
+Shapes: B batch, N prime length, K chunk, V vocabulary, E embedding, H hidden, G gates (LSTM 4, GRU 3, RNN 1).
 
 Example:
     gen = CharGenerator.from_keras(model, vocab)
@@ -17,7 +32,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +41,10 @@ from tfchar.core.choices import UNITS
 from tfchar.ops import draw
 from tfchar.ops import rng as rng_ops
 from tfchar.ops.cells import GATES, STATES_PER_LAYER, cell_step
-MIN_CHUNK = 64  # tokens per inner sampling loop, at least (see _sample_loop)
+
+DEFAULT_CHUNK = 64  # K: code points per generate_chunk call (the export option export.chunk_size)
+NO_STOP = -1  # the stop code point that means "no stop"
+CARRY = 2  # generate_chunk's carry: [generator state (0 = not seeded), last token id + 1 (0 = none)]
 
 
 def keras_weights(model) -> dict:
@@ -60,6 +78,14 @@ def _derived(weights: dict) -> dict:
     return out
 
 
+class Position(NamedTuple):
+    """Where one generation stands: all it needs to continue exactly."""
+
+    parts: list  # recurrent state parts, each float32[1, H]
+    rng: tf.Tensor  # int64[1, 1] generator state
+    token: tf.Tensor  # int32[1] last token id + 1, still to be read (0 = none yet)
+
+
 class CharGenerator(tf.Module):
     """Step and sampling loop of a trained char-RNN, exportable to SavedModel and TFLite builtins.
 
@@ -67,12 +93,16 @@ class CharGenerator(tf.Module):
         weights: `keras_weights(model)`-style dict of arrays.
         codepoints: int32[V], the code point (or byte value) of each token id, as `Vocab.codepoints`.
         unit: "char" or "byte" (then code points in and out of `generate` are byte values).
+        chunk_size: K, code points per `generate_chunk` call (and per turn of `generate`'s outer loop).
     """
 
-    def __init__(self, weights: dict, codepoints, unit: str = "char", name: str = "char_generator"):
+    def __init__(self, weights: dict, codepoints, unit: str = "char", chunk_size: int = DEFAULT_CHUNK,
+                 name: str = "char_generator"):
         super().__init__(name=name)
         if unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
+        if int(chunk_size) <= 0:
+            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
         hidden, gh = np.shape(weights["layers"][0][1])
         self.cell = {g: c for c, g in GATES.items()}[gh // hidden]
         self.hidden = int(hidden)
@@ -80,6 +110,7 @@ class CharGenerator(tf.Module):
         self.state_size = self.num_layers * STATES_PER_LAYER[self.cell] * self.hidden
         self.vocab_size = int(np.shape(weights["logits"][1])[0])
         self.unit = unit
+        self.chunk_size = int(chunk_size)
         d = _derived(weights)
         var = lambda a, n: tf.Variable(a, trainable=False, name=n)
         self.layers = [{k: var(v, f"rnn_{i}/{k}") for k, v in layer.items()} for i, layer in enumerate(d["layers"])]
@@ -90,9 +121,9 @@ class CharGenerator(tf.Module):
         self._make_functions()
 
     @classmethod
-    def from_keras(cls, model, vocab) -> "CharGenerator":
+    def from_keras(cls, model, vocab, chunk_size: int = DEFAULT_CHUNK) -> "CharGenerator":
         """A generator holding a copy of `model`'s current weights (`vocab`: a `tfchar.vocab.Vocab`)."""
-        return cls(keras_weights(model), vocab.codepoints, vocab.unit)
+        return cls(keras_weights(model), vocab.codepoints, vocab.unit, chunk_size)
 
     def assign_from_keras(self, model) -> None:
         """Copy `model`'s current weights in place (traced functions stay valid)."""
@@ -106,19 +137,30 @@ class CharGenerator(tf.Module):
     def signatures(self) -> dict:
         """Concrete functions to export; `serving_default` is `generate`."""
         gen = self.generate.get_concrete_function()
-        return {"serving_default": gen, "generate": gen, "step": self.step.get_concrete_function(),
+        return {"serving_default": gen, "generate": gen,
+                "generate_until": self.generate_until.get_concrete_function(),
+                "generate_chunk": self.generate_chunk.get_concrete_function(),
+                "step": self.step.get_concrete_function(),
                 "vocabulary": self.vocabulary.get_concrete_function()}
 
     def _make_functions(self):
-        """tf.functions with the state width S in their input shapes (apps read S from `step`'s input)."""
-        spec = tf.TensorSpec
-        tokens, state = spec([None], tf.int32, name="token"), spec([None, self.state_size], tf.float32, name="state")
-        self.generate = tf.function(self._generate, input_signature=[
-            spec([None], tf.int32, name="prime"), spec([], tf.int32, name="length"),
-            spec([], tf.float32, name="temperature"), spec([], tf.int32, name="top_k"),
-            spec([], tf.float32, name="top_p"), spec([], tf.int32, name="seed")])
-        self.step = tf.function(self._step, input_signature=[tokens, state])
-        self.vocabulary = tf.function(self._vocabulary, input_signature=[])
+        """tf.functions with the state width S and the chunk size K in their input shapes (traced without
+        autograph: the loops are explicit, and tracing is several times faster)."""
+        spec, k = tf.TensorSpec, self.chunk_size
+        function = lambda f, specs: tf.function(f, input_signature=specs, autograph=False)
+        scalar = lambda dtype, name: spec([], dtype, name=name)
+        knobs = [scalar(tf.float32, "temperature"), scalar(tf.int32, "top_k"), scalar(tf.float32, "top_p"),
+                 scalar(tf.int32, "seed")]
+        whole = [spec([None], tf.int32, name="prime"), scalar(tf.int32, "length"), *knobs]
+        self.generate = function(self._generate, whole)
+        self.generate_until = function(self._generate_until, [*whole, scalar(tf.int32, "stop")])
+        self.generate_chunk = function(self._generate_chunk, [
+            spec([k], tf.int32, name="prime"), scalar(tf.int32, "prime_length"), scalar(tf.int32, "length"),
+            spec([1, self.state_size], tf.float32, name="state"), spec([CARRY], tf.int32, name="carry"),
+            *knobs, scalar(tf.int32, "stop")])
+        self.step = function(self._step, [spec([None], tf.int32, name="token"),
+                                           spec([None, self.state_size], tf.float32, name="state")])
+        self.vocabulary = function(self._vocabulary, [])
 
     # ------------------------------------------------------------------------------------ the network
 
@@ -150,69 +192,119 @@ class CharGenerator(tf.Module):
     def _logits(self, x):
         return tf.matmul(x, self.logits_kernel) + self.logits_bias  # [B, V]
 
-    # ------------------------------------------------------------------------------------ loops
+    # ------------------------------------------------------------------------------------ reading
 
-    def _feed(self, ids, parts):
-        """Read the same token sequence int32[N] into every row of the state."""
+    def _known_ids(self, codepoints, count):
+        """The token ids of codepoints[:count] (int32[N]) that are in the vocabulary, first, in order; unknown
+        code points are skipped. Returns (ids int32[N], how many are valid)."""
+        n = tf.size(codepoints)
+        match = tf.equal(codepoints[:, None], self.codepoints[None, :])  # [N, V]
+        known = tf.logical_and(tf.reduce_any(match, axis=1), tf.range(n) < count)  # [N]
+        ids = tf.argmax(match, axis=1, output_type=tf.int32)  # [N]
+        slot = tf.where(known, tf.cumsum(tf.cast(known, tf.int32)) - 1, n)  # [N]; unknown ones go to slot N
+        return tf.scatter_nd(slot[:, None], ids, n[None] + 1)[:n], tf.reduce_sum(tf.cast(known, tf.int32))
+
+    def _read(self, ids, n, pos: Position) -> Position:
+        """Read the pending token, then ids[:n] but the last, which becomes the pending token."""
+        has = tf.cast(pos.token[0] > 0, tf.int32)
+        seq = tf.concat([tf.maximum(pos.token - 1, 0), ids], 0)  # [1 + N]: pending token, then the ids
+        start, last = 1 - has, n  # read seq[start:last]; seq[last] is read by whatever comes next
+
         def body(t, *parts):
-            token = tf.fill(tf.shape(parts[0])[:1], ids[t])
-            return (t + 1, *self._advance(token, list(parts))[1])
+            return (t + 1, *self._advance(seq[t][None], list(parts))[1])
 
-        return list(tf.while_loop(lambda t, *_: t < tf.size(ids), body, (tf.constant(0), *parts))[1:])
+        parts = tf.while_loop(lambda t, *_: t < last, body, (start, *pos.parts))[1:]
+        token = tf.where(last >= start, seq[last][None] + 1, pos.token)
+        return Position(list(parts), pos.rng, token)
 
-    def _sample_loop(self, token, parts, rng, length, knobs):
-        """Read `token`, sample the next, repeat `length` times.
+    # ------------------------------------------------------------------------------------ sampling
 
-        Args:
-            token: int32[B] last token read; parts: state parts [B, H]; rng: int32[B] generator states;
-            length: int32 scalar; knobs: `draw.Settings`.
+    def _sample(self, n, pos: Position, knobs: draw.Settings, pick, stop):
+        """Sample up to n <= K tokens after the pending token, ending early after a `stop` token id (None:
+        no stop check at all, as `generate` has none: each op here runs once per character).
 
-        Returns (ids int32[B, length], last sampled token [B], state parts before reading it, rng [B]).
+        Returns (ids int32[K], the first `valid` of which are new, valid, Position after them).
         """
-        # Every loop tensor keeps its shape across iterations: one that grew each step would make TFLite
-        # re-prepare the loop body each step. Each chunk of C tokens goes into a [B, C] buffer (a one-hot
-        # write per step), then is padded into place in the [B, length] output. C ~ sqrt(length) keeps
-        # both writes cheap: O(C) per step, O(length) per chunk.
-        chunk = tf.maximum(MIN_CHUNK, tf.cast(tf.sqrt(tf.cast(length, tf.float32)), tf.int32))
+        size = self.chunk_size
 
-        def chunk_body(t, token, rng, buf, *parts):
+        def body(t, n, token, rng, buf, *parts):
             x, parts = self._advance(token, list(parts))
-            rng = rng_ops.next_rng(rng)
-            token = draw.draw(self._logits(x), rng_ops.uniform(rng), knobs)
-            buf += tf.one_hot(t, chunk, dtype=tf.int32) * tf.expand_dims(token, 1)  # buf[:, t] = token
-            return (t + 1, token, rng, buf, *parts)
+            rng = rng_ops.next_rng64(rng)
+            token = pick(self._logits(x), rng_ops.top_bits(rng), knobs)  # [1]
+            buf = tf.where(tf.range(size) == t, token, buf)  # buf[t] = token
+            if stop is not None:
+                n = tf.where(tf.equal(token[0], stop), t + 1, n)  # a stop token ends the loop after it
+            return (t + 1, n, token, rng, buf, *parts)
 
-        def body(done, token, rng, out, *parts):
-            n = tf.minimum(chunk, length - done)
-            buf = tf.zeros([tf.shape(token)[0], chunk], tf.int32)
-            _, token, rng, buf, *parts = tf.while_loop(lambda t, *_: t < n, chunk_body,
-                                                       (tf.constant(0), token, rng, buf, *parts))
-            out += tf.pad(buf[:, :n], [[0, 0], [done, length - done - n]])  # out[:, done:done + n] = buf
-            return (done + n, token, rng, out, *parts)
+        t, _, token, rng, buf, *parts = tf.while_loop(
+            lambda t, n, *_: t < n, body,
+            (tf.constant(0), n, pos.token - 1, pos.rng, tf.zeros([size], tf.int32), *pos.parts))
+        return buf, t, Position(parts, rng, token + 1)
 
-        out = tf.zeros([tf.shape(token)[0], length], tf.int32)
-        vec, mat = tf.TensorShape([None]), tf.TensorShape([None, self.hidden])
-        _, token, rng, out, *parts = tf.while_loop(
-            lambda done, *_: done < length, body, (tf.constant(0), token, rng, out, *parts),
-            shape_invariants=(tf.TensorShape([]), vec, vec, tf.TensorShape([None, None])) + (mat,) * len(parts))
-        return out, token, parts, rng
+    def _by_mode(self, knobs: draw.Settings, fn):
+        """fn(pick) with the draw shortcut of knobs.mode (a graph branch, taken once per call). Two loops, not
+        three: greedy runs FULL's (exact for it too); each loop body is stored once per signature, with its
+        weights' quantization parameters in the int8 file."""
+        return tf.cond(knobs.mode == draw.TRUNCATED, lambda: fn(draw.pick_truncated), lambda: fn(draw.pick_full))
 
-    def _prime_ids(self, prime):
-        """Code points int32[N] -> known token ids [M >= 1]; unknown code points are skipped, none known -> [0]."""
-        match = tf.cast(tf.equal(prime[:, None], self.codepoints[None, :]), tf.int32)  # [N, V]
-        known = tf.reduce_max(match, axis=1) > 0
-        ids = tf.boolean_mask(tf.argmax(match, axis=1, output_type=tf.int32), known)
-        return tf.concat([ids, tf.zeros([1], tf.int32)], 0)[:tf.maximum(tf.size(ids), 1)]
+    def _start(self, pos: Position, n) -> Position:
+        """Before sampling n tokens: nothing read at all reads as if after token id 0 (an empty prime)."""
+        return pos._replace(token=tf.where(tf.logical_and(n > 0, pos.token == 0), 1, pos.token))
+
+    def _stop_id(self, stop):
+        """The token id of code point `stop`, or -1 (never sampled) for NO_STOP or a code point not in the
+        vocabulary; None for `generate`, which has no stop."""
+        if stop is None:
+            return None
+        match = tf.equal(self.codepoints, stop)  # [V]
+        return tf.where(tf.reduce_any(match), tf.argmax(match, output_type=tf.int32), -1)
 
     # ------------------------------------------------------------------------------------ signatures
 
     def _generate(self, prime, length, temperature, top_k, top_p, seed):
         """Prime with code points int32[N], then sample `length` code points, all inside the graph."""
-        ids = self._prime_ids(prime)
-        parts = self._feed(ids[:-1], self._unpack(tf.zeros([1, self.state_size])))
+        return self._generate_until(prime, length, temperature, top_k, top_p, seed, None)
+
+    def _generate_until(self, prime, length, temperature, top_k, top_p, seed, stop):
+        """`generate`, ending after the first `stop` code point (included): code points int32[<= length]."""
+        length = tf.maximum(length, 0)
+        zero = self._unpack(tf.zeros([1, self.state_size]))
+        pos = Position(zero, tf.cast(rng_ops.seed_rng(tf.reshape(seed, [1, 1])), tf.int64), tf.zeros([1], tf.int32))
+        pos = self._start(self._read(*self._known_ids(prime, tf.size(prime)), pos), length)
         knobs = draw.settings(temperature, top_k, top_p, self.vocab_size)
-        out, _, _, _ = self._sample_loop(ids[-1:], parts, rng_ops.seed_rng(seed[None]), tf.maximum(length, 0), knobs)
-        return {"codepoints": tf.gather(self.codepoints, out[0])}
+        stop = self._stop_id(stop)
+
+        def run(pick):
+            def body(done, end, out, rng, token, *parts):
+                n = tf.minimum(self.chunk_size, end - done)
+                buf, valid, p = self._sample(n, Position(list(parts), rng, token), knobs, pick, stop)
+                out += tf.pad(buf[:valid], [[done, length - done - valid]])  # out[done:done + valid] = buf
+                if stop is not None:  # the last token read was the stop: end here (it may fill the chunk)
+                    end = tf.where(tf.logical_and(valid > 0, p.token[0] - 1 == stop), done + valid, end)
+                return (done + valid, end, out, p.rng, p.token, *p.parts)
+
+            init = (tf.constant(0), length, tf.zeros([length], tf.int32), pos.rng, pos.token, *pos.parts)
+            return tf.while_loop(lambda done, end, *_: done < end, body, init)[:3]
+
+        done, _, out = self._by_mode(knobs, run)
+        return {"codepoints": tf.gather(self.codepoints, out[:done])}
+
+    def _generate_chunk(self, prime, prime_length, length, state, carry, temperature, top_k, top_p, seed, stop):
+        """Read prime[:prime_length], then sample up to `length` (<= K) code points; see the module docstring."""
+        size = self.chunk_size
+        rng = tf.cast(tf.reshape(carry[0], [1, 1]), tf.int64)
+        fresh = tf.logical_or(rng <= 0, rng >= rng_ops.MODULUS)  # 0: not seeded yet (other values: invalid)
+        seeded = tf.cast(rng_ops.seed_rng(tf.reshape(seed, [1, 1])), tf.int64)
+        pos = Position(self._unpack(state), tf.where(fresh, seeded, rng), tf.clip_by_value(carry[1:], 0, self.vocab_size))
+        pos = self._read(*self._known_ids(prime, tf.clip_by_value(prime_length, 0, size)), pos)
+        n = tf.clip_by_value(length, 0, size)
+        pos = self._start(pos, n)
+        knobs = draw.settings(temperature, top_k, top_p, self.vocab_size)
+        stop = self._stop_id(stop)
+        buf, valid, pos = self._by_mode(knobs, lambda pick: self._sample(n, pos, knobs, pick, stop))
+        codepoints = tf.where(tf.range(size) < valid, tf.gather(self.codepoints, buf), 0)
+        return {"codepoints": codepoints, "valid": valid, "state": tf.concat(pos.parts, axis=1),
+                "carry": tf.concat([tf.cast(pos.rng[0], tf.int32), pos.token], 0)}
 
     def _step(self, token, state):
         """One time step for B streams: token ids int32[B] (as vocab.json), packed state [B, S] (zeros to start)."""
@@ -222,61 +314,3 @@ class CharGenerator(tf.Module):
     def _vocabulary(self):
         """The code point (byte value if byte_unit) of each token id, so an app needs no vocab.json."""
         return {"codepoints": tf.identity(self.codepoints), "byte_unit": tf.identity(self.byte_unit)}
-
-    # ------------------------------------------------------------------------------------ in-process sampling
-
-    def stream(self, ids, length: int, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, seed: int = 0, chunk: int = 64) -> Iterator[np.ndarray]:
-        """Sample in this process, yielding int32[num_samples, n] token ids chunk by chunk as they come.
-
-        Runs the same loop as `generate` (`prime_state`, `sample_chunk`), so sample i equals the exported
-        `generate(prime, length, temperature, top_k, top_p, seed=rng.sample_seeds(seed, num_samples)[i])`.
-
-        Args:
-            ids: int32[N] prime token ids; empty means "as if after token id 0", as in `generate`.
-            length: tokens to sample per stream.
-            num_samples: B, parallel streams.
-            temperature, top_k, top_p: as `draw.sample_ids` (temperature <= 0: greedy).
-            seed: seed of the first stream; stream i uses seed + i.
-            chunk: tokens per yielded piece.
-
-        Example:
-            text = vocab.decode(np.concatenate(list(gen.stream(vocab.encode("ROMEO:"), 100)), axis=1)[0])
-        """
-        ids = np.asarray(ids, np.int32).reshape(-1)
-        if ids.size == 0:
-            ids = np.zeros([1], np.int32)
-        state = self.prime_state(ids[:-1], num_samples)  # [B, S]
-        token = tf.fill([num_samples], ids[-1])  # [B]
-        states = rng_ops.seed_rng(tf.constant(rng_ops.sample_seeds(seed, num_samples)))  # [B]
-        for done in range(0, length, chunk):
-            n = min(chunk, length - done)
-            out, token, state, states = self.sample_chunk(token, state, states, n, temperature, top_k, top_p)
-            yield out.numpy()
-
-    def prime_state(self, ids, batch):
-        """Packed state [batch, S] after reading token ids int32[N] (all but the token to sample after)."""
-        return self._python_route()[0](ids, batch)
-
-    def sample_chunk(self, token, state, rng, length, temperature, top_k, top_p):
-        """`length` more tokens for B streams: (ids [B, length], token, packed state, rng) to continue from."""
-        return self._python_route()[1](token, state, rng, length, temperature, top_k, top_p)
-
-    def _python_route(self):
-        """The Python route's tf.functions, made on first use so that exports do not carry them."""
-        if not hasattr(self, "_route"):
-            spec, i, f = tf.TensorSpec, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)
-            self._route = (
-                tf.function(self._prime_state, input_signature=[spec([None], tf.int32), i]),
-                tf.function(self._sample_chunk, input_signature=[
-                    spec([None], tf.int32), spec([None, self.state_size], tf.float32), spec([None], tf.int32),
-                    i, f, i, f]))
-        return self._route
-
-    def _prime_state(self, ids, batch):
-        return tf.concat(self._feed(ids, self._unpack(tf.zeros([batch, self.state_size]))), axis=1)
-
-    def _sample_chunk(self, token, state, rng, length, temperature, top_k, top_p):
-        knobs = draw.settings(temperature, top_k, top_p, self.vocab_size)
-        out, token, parts, rng = self._sample_loop(token, self._unpack(state), rng, length, knobs)
-        return out, token, tf.concat(parts, axis=1), rng

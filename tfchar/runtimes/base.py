@@ -19,6 +19,8 @@ samplers, the exporter's checks, the API and the CLI take a runtime and never as
                                  yields (sample index, code points) pieces in print order; sample i is
                                  `generate(prime, ..., seed=ops.rng.sample_seeds(seed, n)[i])` on every route,
                                  cut after the first occurrence of `stop` (a string; "" = none)
+    chunks()                     the model's `generate_chunk` (`chunked.ChunkSignature`), which `samples` runs;
+                                 None for an export older than it (then `samples` calls `generate`)
 
 Shapes: B streams, t chunk length, V vocabulary, S packed state width.
 """
@@ -35,11 +37,12 @@ from tfchar.core.vocab import Vocab
 from tfchar.ops.metrics import summary
 from tfchar.ops.rng import sample_seeds
 from tfchar.ops.streams import fitting_streams, progressive
+from tfchar.runtimes.chunked import ChunkSignature, chunked_samples, stop_units
 
 
 class Runtime:
-    """The interface (see the module docstring); subclasses implement `step` and `_samples`, and may run
-    `run` faster than this Python loop over `step`."""
+    """The interface (see the module docstring); subclasses implement `step` and `chunks` (or `_samples`), and
+    may run `run` faster than this Python loop over `step`."""
 
     kind = ""
 
@@ -70,12 +73,24 @@ class Runtime:
 
     def samples(self, ids, length: int, temperature: float, top_k: int, top_p: float, seed: int,
                 num_samples: int, stop: str = "") -> Iterator[tuple[int, np.ndarray]]:
-        """(sample index, code points int32[n]) pieces in print order (see the module docstring)."""
+        """(sample index, code points int32[n]) pieces in print order (see the module docstring).
+
+        The graph stops at the stop string's last character and the host checks the whole string; a stop
+        string with characters outside the vocabulary is a ConfigError (it could never match).
+        """
+        units = stop_units(self.vocab, stop) if stop else []
+        chunks = self.chunks()
+        if chunks is not None:
+            return chunked_samples(chunks, ids, length, temperature, top_k, top_p, seed, num_samples, units)
         pieces = self._samples(ids, length, temperature, top_k, top_p, seed, num_samples)
-        return cut_at_stop(pieces, self.vocab.units(stop)) if stop else pieces
+        return cut_at_stop(pieces, units) if units else pieces
+
+    def chunks(self) -> ChunkSignature | None:
+        """The model's `generate_chunk`, checked; None if the model has none (an older export)."""
+        return None
 
     def _samples(self, ids, length, temperature, top_k, top_p, seed, num_samples):
-        """`samples` without a stop string."""
+        """`samples` without `generate_chunk` and without a stop string (older exports)."""
         raise NotImplementedError
 
     def run(self, x, y, state) -> tuple[np.ndarray, float, np.ndarray]:
@@ -203,7 +218,8 @@ def first_line(e: Exception) -> str:
 
 
 class ExportedRuntime(Runtime):
-    """An exported model (SavedModel, TFLite): each sample is one call of its in-graph `generate`."""
+    """An exported model (SavedModel, TFLite): samples with its `generate_chunk`, or, in an export older than
+    that signature, with one `generate` call per sample."""
 
     def generate_one(self, prime, length: int, temperature: float, top_k: int, top_p: float,
                      seed: int) -> np.ndarray:

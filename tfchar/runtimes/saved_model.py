@@ -1,5 +1,7 @@
 """The SavedModel route: an export's `saved_model/` loaded with `tf.saved_model.load` (no tfchar code needed),
-its `step` signature run in a graph loop, its `generate` signature sampling in the graph.
+its `step` signature run in a graph loop. It samples with its `generate_chunk` through TFLite kernels, the
+fastest route that gives the same text: the export's own `model.tflite` next to it, else that signature
+converted in this process (a few seconds, once).
 
 Example:
     runtime = SavedModelRuntime("saved_models/tiny_shakespeare/saved_model")
@@ -10,10 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from tfchar.core.errors import CheckpointError
 from tfchar.runtimes.base import ExportedRuntime, GraphSteps, first_line, missing_signatures, vocab_of
-
+from tfchar.runtimes.chunked import ChunkSignature
+from tfchar.runtimes.convert import to_tflite
+from tfchar.runtimes.tflite import CHUNK, interpreter_chunks
 
 
 class SavedModelRuntime(ExportedRuntime):
@@ -42,9 +47,30 @@ class SavedModelRuntime(ExportedRuntime):
                          step.structured_input_signature[1]["state"].shape[1], path=path, config=config)
         self._steps = GraphSteps(step, self.state_size, self.vocab_size)
         self._generate = sigs["generate"]
+        self._has_chunks = CHUNK in sigs
+        self._chunks = None
 
     def describe(self) -> str:
         return f"{self.path} (SavedModel step)"
+
+    def chunks(self) -> ChunkSignature | None:
+        if self._has_chunks and self._chunks is None:
+            sibling = self.path.parent / "model.tflite"
+            if self.path.name == "saved_model" and sibling.is_file():
+                self._chunks = self._matching(Interpreter(model_path=str(sibling), num_threads=1), f"{sibling} (LiteRT)")
+            if self._chunks is None:
+                model = to_tflite(self.path, [CHUNK])
+                self._chunks = interpreter_chunks(Interpreter(model_content=model, num_threads=1), self.vocab,
+                                                  f"{self.path} (converted to TFLite in this process)")
+        return self._chunks
+
+    def _matching(self, interpreter, name) -> ChunkSignature | None:
+        """The sibling file's generate_chunk if it is this model's (same vocabulary and state), else None."""
+        chunks = interpreter_chunks(interpreter, self.vocab, name)
+        if chunks is None or chunks.state_size != self.state_size or "vocabulary" not in interpreter.get_signature_list():
+            return None
+        v = interpreter.get_signature_runner("vocabulary")()
+        return chunks if vocab_of(v["codepoints"], v["byte_unit"]) == self.vocab else None
 
     def step(self, token, state):
         return self._steps.one(token, state)

@@ -18,12 +18,14 @@ import numpy as np
 from tfchar.core.choices import UNKNOWN
 from tfchar.core.errors import ConfigError
 from tfchar.ops.rng import sample_seeds
+from tfchar.runtimes.base import cut_at_stop
+from tfchar.runtimes.chunked import stop_units
 from tfchar.runtimes.load import load_runtime
 from tfchar.sampling.windowed import windowed_samples
 
 
 def check_options(length: int, temperature: float, greedy: bool, top_k: int, top_p: float,
-                  num_samples: int, seed: int, unknown: str) -> None:
+                  num_samples: int, seed: int, unknown: str, stop: str | None = None) -> None:
     """Raise ConfigError naming the first impossible sampling option."""
     if length <= 0:
         raise ConfigError(f"--length {length} must be positive, e.g. --length 2000")
@@ -39,11 +41,14 @@ def check_options(length: int, temperature: float, greedy: bool, top_k: int, top
         raise ConfigError(f"--seed {seed} must fit in 32 bits")
     if unknown not in UNKNOWN:
         raise ConfigError(f"--unknown {unknown!r} must be one of: {', '.join(UNKNOWN)}")
+    if stop == "":
+        raise ConfigError("--stop '' is empty: give the text to stop after, e.g. --stop $'\\n' for one line "
+                          "(or leave --stop out)")
 
 
 def sample(model_path, prime: str = "\n", length: int = 2000, temperature: float = 1.0, greedy: bool = False,
            top_k: int = 0, top_p: float = 1.0, seed: int = 123, num_samples: int = 1, unknown: str = "error",
-           out=None, window: int = 0) -> list[str]:
+           out=None, window: int = 0, stop: str | None = None) -> list[str]:
     """Print samples (prime, then continuation) from any tfchar model and return them.
 
     Args:
@@ -57,6 +62,7 @@ def sample(model_path, prime: str = "\n", length: int = 2000, temperature: float
         out: text stream to print to (None: sys.stdout; False: print nothing).
         window: 0 = progressive sampling (state carried); K > 0 = windowed: each new character is read
             from a fresh state over the last K characters (what a model trained on reset windows saw).
+        stop: end each sample after the first occurrence of this text (None: no stop; "" is an error).
 
     Returns:
         The samples, each prime + continuation.
@@ -64,7 +70,7 @@ def sample(model_path, prime: str = "\n", length: int = 2000, temperature: float
     Example:
         sample("runs/shakespeare", prime="ROMEO:", length=500, temperature=0.8, seed=7)
     """
-    check_options(length, temperature, greedy, top_k, top_p, num_samples, seed, unknown)
+    check_options(length, temperature, greedy, top_k, top_p, num_samples, seed, unknown, stop)
     if window < 0:
         raise ConfigError(f"--window {window} must be >= 0 (0 = progressive sampling)")
     out = sys.stdout if out is None else out
@@ -73,10 +79,12 @@ def sample(model_path, prime: str = "\n", length: int = 2000, temperature: float
     ids = vocab.encode(prime, unknown=unknown)
     seeds = sample_seeds(seed, num_samples)
     t = 0.0 if greedy else temperature
+    stop = _checked_stop(vocab, stop)
     if window:
         pieces = windowed_samples(runtime, ids, length, window, t, top_k, top_p, seed, num_samples)
+        pieces = cut_at_stop(pieces, vocab.units(stop)) if stop else pieces
     else:
-        pieces = runtime.samples(ids, length, t, top_k, top_p, seed, num_samples)
+        pieces = runtime.samples(ids, length, t, top_k, top_p, seed, num_samples, stop=stop or "")
     texts, current, text = [], -1, None
     for i, codepoints in pieces:
         if i != current:
@@ -89,6 +97,17 @@ def sample(model_path, prime: str = "\n", length: int = 2000, temperature: float
         text.add(codepoints, out)
     texts.append(text.finish(out))
     return texts
+
+
+def _checked_stop(vocab, stop: str | None) -> str | None:
+    """The stop text if the model can write it, else a ConfigError (with a hint for a typed backslash escape)."""
+    if stop:
+        try:
+            stop_units(vocab, stop)
+        except ConfigError as e:
+            hint = " (a backslash is literal: for a newline pass --stop $'\\n' in bash)" if "\\" in stop else ""
+            raise ConfigError(f"--stop: {e}{hint}") from None
+    return stop
 
 
 class _Text:
