@@ -6,6 +6,7 @@ the final evaluation (the longest evaluation so far, or before any an estimate f
 so that with the final checkpoint evaluated and written the run has taken what was set:
 
     stop before a step if   elapsed + step_estimate > deadline           (never before the first step)
+    skip a periodic evaluation if it would end after the deadline (the final one is near)
     progress of a step  =   max((step + 1) / total_steps, (elapsed + step_estimate) / deadline)
 
 Progress is computed for the end of the coming step, so the step that ends a step-limited run has progress
@@ -64,6 +65,11 @@ class Budget:
         if not self.seconds:
             return 0.0
         return max(self.seconds - (self.reserve or self.eval_estimate), 0.0)
+
+    def eval_fits(self, elapsed: float) -> bool:
+        """Whether an evaluation now would end before the deadline. A periodic one that would not is skipped:
+        the final evaluation comes within a few steps, and the steps in between still fit the budget."""
+        return not self.seconds or elapsed + (self.reserve or self.eval_estimate) <= self.deadline()
 
     def spent(self, elapsed: float) -> bool:
         """True when the time budget leaves no room for another step before the final evaluation."""

@@ -291,7 +291,7 @@ def run_epoch(s: Session, stop: StopFlag) -> None:
     if s.state.batch_in_epoch >= s.steps_per_epoch:
         s.state.epoch += 1
         s.state.batch_in_epoch = 0
-    if s.last_eval_step != s.state.step:
+    if s.last_eval_step != s.state.step and (s.done() or s.budget.eval_fits(s.elapsed())):
         reason = "time budget spent:" if s.out_of_time else "max_steps reached:" if s.done() else "end of epoch"
         evaluate_and_save(s, reason)
     _time_is_up(s)  # an epoch end's evaluation may have spent the rest of the budget: then it was the final one
@@ -304,13 +304,14 @@ def _set_rate(s: Session) -> None:
 
 
 def _eval_due(s: Session) -> bool:
-    """Every eval_every steps and every eval_period seconds, except at an epoch's end (evaluated anyway)."""
+    """Every eval_every steps and every eval_period seconds, except at an epoch's end (evaluated anyway) and
+    where the time budget leaves room only for the final evaluation."""
     t = s.cfg.train
     if s.state.batch_in_epoch >= s.steps_per_epoch:
         return False
     by_steps = bool(t.eval_every) and s.state.step % t.eval_every == 0
     by_time = bool(t.eval_period) and s.elapsed() // t.eval_period > s.state.elapsed // t.eval_period
-    return by_steps or by_time
+    return (by_steps or by_time) and s.budget.eval_fits(s.elapsed())
 
 
 def _time_is_up(s: Session) -> bool:
