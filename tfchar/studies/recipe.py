@@ -80,6 +80,8 @@ ADDITIONS = (
     Addition("batch_32", {"data.batch_size": 32}, {"data.batch_size": 64}, "batch 32"),
     Addition("seq_200", {"data.seq_length": 200}, {"data.seq_length": 100}, "windows of 200 steps"),
     Addition("seq_50", {"data.seq_length": 50}, {"data.seq_length": 100}, "windows of 50 steps"),
+    Addition("rnn_384", {"model.rnn_size": 384}, {"model.rnn_size": 512}, "384 units per layer: faster steps"),
+    Addition("rnn_768", {"model.rnn_size": 768}, {"model.rnn_size": 512}, "768 units per layer: more capacity"),
 )
 ADDITION_NAMES = tuple(a.name for a in ADDITIONS)
 
