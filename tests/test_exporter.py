@@ -197,8 +197,8 @@ def test_tflite_uses_builtin_ops_only(lstm_export):
 
 def test_export_dir_layout_and_metrics(lstm_export):
     r, m = lstm_export, lstm_export.metrics
-    assert {p.name for p in r.out.iterdir()} == {"saved_model", "model.tflite", "model_int8.tflite", "vocab.json",
-                                                  "config.toml", "metrics.json"}
+    assert {p.name for p in r.out.iterdir()} == {"saved_model", "model.tflite", "model_int8.tflite", "model.keras",
+                                                  "vocab.json", "config.toml", "metrics.json"}
     assert json.loads((r.out / "metrics.json").read_text()) == json.loads(json.dumps(m))
     assert Vocab.load(r.out / "vocab.json") == r.vocab
     cfg = config.load_resolved(r.out / "config.toml")

@@ -1,4 +1,6 @@
-"""fit end to end on a small real text: checkpoints, resume, init_from, TensorBoard, divergence, Ctrl-C."""
+"""fit end to end on a small real text: checkpoints, resume, init_from, TensorBoard, divergence, Ctrl-C.
+
+Fine-tuning on another text (vocabulary growth, the source's config) is tests/test_finetune.py."""
 
 import json
 import math
@@ -117,14 +119,6 @@ def test_resume_refuses_model_changes_and_missing_checkpoints(tmp_path, trained)
         resolve_config(None, [f"--train.run_dir={empty}", "--train.resume=true"])
     with pytest.raises(ConfigError, match="already holds a run"):
         resolve_config(None, [f"--train.run_dir={run_dir}"])
-
-
-def test_init_from_needs_the_same_vocabulary(trained, tmp_path):
-    run_dir, _ = trained
-    other = tmp_path / "other.txt"
-    other.write_text("abc def\n" * 3000)
-    with pytest.raises(CheckpointError, match="different vocabulary"):
-        train(other, tmp_path / "x", **{"train.init_from": str(run_dir)})
 
 
 def test_init_from_starts_from_those_weights(trained, small_text_file, tmp_path):
@@ -247,10 +241,14 @@ def _timed_overrides(source, run_dir, budget, **extra):
 @pytest.mark.slow
 def test_time_budget_ends_the_run_with_an_evaluated_final_checkpoint(shakespeare_path, tmp_path):
     run_dir = tmp_path / "timed"
-    cfg, rd = resolve_config(None, _timed_overrides(shakespeare_path, run_dir, "12s"))
+    cfg, rd = resolve_config(None, _timed_overrides(shakespeare_path, run_dir, "15s"))
     lines = []
     result = fit(cfg, rd, log=lines.append)
-    assert 12.0 - 1.5 <= result["wall_time_s"] <= 12.0 + 1.0  # evaluations and the final one included
+    # Training stops when another step would eat into the reserve kept for the final evaluation (the longest
+    # evaluation so far): the run ends within a step of the budget, short of it by at most what the final
+    # evaluation took less than the longest one.
+    reserve = json.loads(((run_dir / "checkpoints" / "last").resolve() / "trainer_state.json").read_text())["eval_seconds"]
+    assert 15.0 - reserve - 0.5 <= result["wall_time_s"] <= 15.0 + 2.0  # + a step that a busy machine stalled
     history = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines()]
     assert len(history) >= 3 and history[-1]["step"] == result["steps"]  # periodic ones, then the final checkpoint
     last = (run_dir / "checkpoints" / "last").resolve().name
@@ -263,23 +261,23 @@ def test_time_budget_ends_the_run_with_an_evaluated_final_checkpoint(shakespeare
 @pytest.mark.slow
 def test_resume_keeps_the_time_spent_and_the_schedule_horizon(shakespeare_path, tmp_path):
     run_dir = tmp_path / "timed"
-    args = _timed_overrides(shakespeare_path, run_dir, 24)
+    args = _timed_overrides(shakespeare_path, run_dir, 30)
     proc = subprocess.Popen(_fit_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         deadline = time.time() + 120
         while not (run_dir / "checkpoints" / "last").exists() and time.time() < deadline:
             time.sleep(0.2)
-        time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # early: the resumed process's first (slow, warming-up) step must fit
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, err
     spent = json.loads(((run_dir / "checkpoints" / "last").resolve() / "trainer_state.json").read_text())["elapsed"]
-    assert 3.0 < spent < 20.0
+    assert 0.0 < spent < 20.0
     cfg, rd = resolve_config(None, [f"--train.run_dir={run_dir}", "--train.resume=true"])
     result = fit(cfg, rd, log=lambda s: None)
-    assert 24.0 - 1.5 <= result["wall_time_s"] <= 24.0 + 1.0  # both processes' training time: the budget
+    reserve = json.loads(((run_dir / "checkpoints" / "last").resolve() / "trainer_state.json").read_text())["eval_seconds"]
+    assert 30.0 - reserve - 0.5 <= result["wall_time_s"] <= 30.0 + 2.0  # both processes' training time: the budget
     lr = [v for step, v in sorted(_tensorboard_scalars(run_dir, "learning_rate")) if step > 10]
     assert all(b <= a * (1 + 1e-6) for a, b in zip(lr, lr[1:]))  # one annealing across the resume, not two
     assert lr[-1] == pytest.approx(2e-4, rel=0.05)

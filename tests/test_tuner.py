@@ -6,6 +6,7 @@ Every search here uses a ~20k-character text and 1-layer models of 16-32 units, 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -18,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from tfchar.core import config as config_lib
-from tfchar import tune as tune_cli
 from tfchar.tuning import search, space, trials
 from tfchar.core.errors import ConfigError, TrainingInterrupted
+
+tune_cli = importlib.import_module("tfchar.tune")  # the command module (the name tfchar.tune is the API's)
 
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = [REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt",

@@ -76,7 +76,7 @@ def test_route_serves_only_the_page_runtime_and_model(web_dir, tmp_path):
 
 
 def test_missing_runtime_is_one_line_with_the_fix(tmp_path):
-    with pytest.raises(TfcharError, match="run npm ci --prefix web"):
+    with pytest.raises(TfcharError, match=f"run npm ci --prefix {tmp_path}$"):
         webdemo.check_runtime(tmp_path)
 
 

@@ -22,11 +22,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tfchar.core.config import help_text
+from tfchar.core.config import help_text, parse_overrides
 from tfchar.core.errors import ConfigError, TfcharError, TrainingInterrupted
+from tfchar.core.shipped import DEFAULT_PIPELINE, shipped
 from tfchar.core.startup import import_tensorflow_quietly
-
-DEFAULT_PIPELINE = "pipelines/tiny_shakespeare.toml"
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,16 +48,25 @@ class Parser(argparse.ArgumentParser):
 def pipeline_command_line(argv: Sequence[str], usage: str) -> tuple[str | None, list[str]] | None:
     """`[PIPELINE.toml] [--section.key=value ...]` -> (pipeline, overrides); None after printing --help.
 
-    Without a pipeline argument, the default pipeline is used when it exists (run from the repository).
+    Without a pipeline argument, the default pipeline is used (`default_pipeline`).
     """
     argv = list(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(usage + "\n" + help_text())
         return None
     pipeline = argv.pop(0) if argv and not argv[0].startswith("--") else None
-    if pipeline is None and Path(DEFAULT_PIPELINE).is_file():
-        pipeline = DEFAULT_PIPELINE
-    return pipeline, argv
+    return pipeline or default_pipeline(argv), argv
+
+
+def default_pipeline(overrides: Sequence[str]) -> str | None:
+    """The pipeline used when none is given: ./pipelines/tiny_shakespeare.toml, else the one tfchar ships; none
+    for a fine-tuning run (train.init_from: the model comes from the source, the rest from the key defaults)."""
+    if parse_overrides(overrides).get("train", {}).get("init_from"):
+        return None
+    for path in (Path(DEFAULT_PIPELINE), shipped(DEFAULT_PIPELINE)):
+        if path.is_file():
+            return str(path)
+    return None
 
 
 def fail(message: str, code: int = 2) -> None:

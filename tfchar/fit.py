@@ -8,11 +8,13 @@ from tfchar.cli import guard, pipeline_command_line
 
 USAGE = """usage: python -m tfchar.fit [PIPELINE.toml] [--section.key=value ...]
 
-Train a character-level language model. With no pipeline, pipelines/tiny_shakespeare.toml is used when
-it exists, else the built-in defaults. Examples:
+Train a character-level language model. With no pipeline, the default pipeline (pipelines/tiny_shakespeare.toml,
+shipped with tfchar) is used, except when fine-tuning: --train.init_from takes the model from its source and
+the fine-tuning defaults. Examples:
   python -m tfchar.fit
   python -m tfchar.fit pipelines/tiny_shakespeare.toml --model.rnn_size=256 --train.epochs=10
   python -m tfchar.fit --data.source=data/mytext.txt --train.max_steps=200
+  python -m tfchar.fit --data.source=data/mytext.txt --train.init_from=tiny_shakespeare
   python -m tfchar.fit --train.resume=true --train.run_dir=runs/tiny_shakespeare
 """
 

@@ -32,11 +32,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from tfchar.core.errors import CheckpointError, TfcharError
+from tfchar.core.shipped import model_names, model_path, shipped
 
-WEB = Path(__file__).resolve().parents[1] / "web"
+WEB = shipped("web")  # the checkout's web/, or the installed wheel's copy (tfchar/_shipped/web)
 RUNTIME = "node_modules/@litertjs"  # the only part of node_modules the page loads
 DEFAULT_MODEL = Path("saved_models/tiny_shakespeare")
-DEFAULT_MODELS = [DEFAULT_MODEL, WEB.parent / DEFAULT_MODEL]
+DEFAULT_MODELS = [DEFAULT_MODEL, shipped(DEFAULT_MODEL)]
 PAGE_SUFFIXES = (".html", ".js", ".css", ".png", ".svg", ".ico")
 MIME = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
         ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -67,7 +68,15 @@ class Stopped(BaseException):
 def check_runtime(web: Path = WEB) -> None:
     """Raise if LiteRT.js is not installed in web/node_modules."""
     if not (web / RUNTIME / "core" / "wasm").is_dir():
-        raise TfcharError(f"{web / 'node_modules'} has no LiteRT.js: run npm ci --prefix web")
+        raise TfcharError(f"{web / 'node_modules'} has no LiteRT.js: run npm ci --prefix {npm_prefix(web)}")
+
+
+def npm_prefix(web: Path) -> str:
+    """How to name `web` in the npm command: `web` from the checkout's root, else its full path."""
+    try:
+        return str(Path(web).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(web)
 
 
 def resolve_model(path=None) -> Path | None:
@@ -76,6 +85,8 @@ def resolve_model(path=None) -> Path | None:
         found = [p / "model.tflite" for p in DEFAULT_MODELS if (p / "model.tflite").is_file()]
         return found[0].resolve() if found else None
     p = Path(path)
+    if not p.exists() and str(path) in model_names():  # a shipped model's name
+        p = model_path(path)
     if p.is_dir():
         p = p / "model.tflite"
     if p.is_file() and p.suffix == ".tflite":

@@ -114,7 +114,10 @@ class ModelConfig:
     init: str = _f("keras", "initial weights of the recurrent and output layers: keras (glorot-uniform kernels, "
                             "orthogonal recurrent kernels, forget-gate bias 1, zero biases) or torch (PyTorch's "
                             "uniform +-1/sqrt(H) weights and random biases)")
-    embedding_init: str = _f("uniform", "initial embedding: uniform (+-0.05, Keras) or normal (N(0, 1), PyTorch)")
+    # N(0, 1), not Keras's +-0.05: with a tiny embedding the first layer barely sees its input and an LSTM sits on
+    # a plateau for its first hundreds of steps (2x256, B64 T100 on tiny-shakespeare: 2.39 bpc after 400 steps
+    # against 2.86; docs/study.md).
+    embedding_init: str = _f("normal", "initial embedding: normal (N(0, 1), PyTorch's) or uniform (+-0.05, Keras's)")
     implementation: str = _f("auto", "recurrent kernels: auto (tfchar's fused CPU layers without a GPU, Keras/cuDNN "
                                      "with one), keras or fused; the weights are the same either way")
 
@@ -166,7 +169,8 @@ class TrainConfig:
     name: str = _f("", "run name ('' = the pipeline file's name, else the source's)")
     run_dir: str = _f("", "run directory ('' = runs/<name>, numbered if taken)")
     resume: bool = _f(False, "continue the run in run_dir from its last checkpoint (optimizer, step, data position)")
-    init_from: str = _f("", "start from the weights of this run dir or checkpoint (same vocabulary and shape)")
+    init_from: str = _f("", "fine-tune: start from the weights of this run dir, checkpoint, export dir or shipped "
+                            "model (its [model] section; the vocabulary grows by the text's new characters)")
     seed: int = _f(123, "random seed for weights, dropout and shuffling")
     strategy: str = _f("default", "tf.distribute strategy: default, mirrored or multi_worker (TF_CONFIG)")
 

@@ -57,8 +57,12 @@ class _Part:
     split: str | None  # None: file sources, split contiguously by fraction after encoding
 
 
-def load_corpus(data_cfg, log: Callable[[str], None] = lambda s: None) -> Corpus:
-    """Encode (or load from cache) the text named by a `config.DataConfig`."""
+def load_corpus(data_cfg, log: Callable[[str], None] = lambda s: None, vocab: Vocab | None = None) -> Corpus:
+    """Encode (or load from cache) the text named by a `config.DataConfig`.
+
+    `vocab`: ids under this vocabulary instead of the text's own (sorted) one, e.g. a fine-tuned model's,
+    which extends another model's; it must hold every character of the text (else DataError).
+    """
     parts, fingerprint = _resolve_source(data_cfg)
     cache_root = Path(data_cfg.cache_dir) if data_cfg.cache_dir else cache_dir()
     key = hashlib.sha1(json.dumps([CACHE_VERSION, data_cfg.source, data_cfg.unit, data_cfg.tfds_feature,
@@ -75,10 +79,40 @@ def load_corpus(data_cfg, log: Callable[[str], None] = lambda s: None) -> Corpus
     else:
         log(f"using cached encoding of {data_cfg.source} ({cache})")
     ids = np.load(cache / "ids.npy", mmap_mode="r")
-    vocab = Vocab(meta["vocab"], data_cfg.unit)
+    own = Vocab(meta["vocab"], data_cfg.unit)
+    if vocab is not None and vocab != own:
+        ids = _remapped(cache, ids, own, vocab, data_cfg.source, log)
+    vocab = vocab or own
     bounds = meta["splits"] or _fraction_bounds(len(ids), data_cfg.val_frac, data_cfg.test_frac)
     train, val, test = (ids[bounds[s][0]:bounds[s][1]] for s in SPLITS)
     return Corpus(vocab, train, val, test, data_cfg.source, cache)
+
+
+def _remapped(cache: Path, ids: np.ndarray, own: Vocab, vocab: Vocab, source: str, log) -> np.ndarray:
+    """The cached ids (under the text's own vocabulary `own`) re-coded for `vocab`, as one more memory-mapped
+    file in the cache, written chunk by chunk (the corpus is never loaded whole)."""
+    if vocab.unit != own.unit:
+        raise DataError(f"{source} is read as {own.unit}s but the model reads {vocab.unit}s: set data.unit={vocab.unit}")
+    index = {t: i for i, t in enumerate(vocab.tokens)}
+    missing = [t for t in own.tokens if t not in index]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:20])
+        raise DataError(f"{source} has {len(missing)} character(s) outside the model's vocabulary ({shown}): "
+                        f"the text is not the one the model was trained on")
+    digest = hashlib.sha1(json.dumps(vocab.tokens).encode()).hexdigest()[:12]
+    path = cache / f"ids-{digest}.npy"
+    if not path.is_file():
+        log(f"re-coding {source} for a vocabulary of {len(vocab)} symbols ({path.name})")
+        dtype = np.uint8 if len(vocab) <= 256 else np.uint16 if len(vocab) <= 65536 else np.int32
+        lut = np.array([index[t] for t in own.tokens], dtype=dtype)  # own id -> id in `vocab`
+        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+        with open(tmp, "wb") as out:
+            np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                       "fortran_order": False, "shape": (len(ids),)})
+            for start in range(0, len(ids), CHUNK_BYTES):
+                out.write(lut[ids[start:start + CHUNK_BYTES]].tobytes())
+        os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
 
 
 def _fraction_bounds(n: int, val_frac: float, test_frac: float) -> dict:

@@ -33,7 +33,8 @@ def dynamic_score(model_cfg, vocab_size: int, ckpt: Path, ids: np.ndarray, strea
     """Dynamic evaluation: score each segment, then one gradient step on it (in memory only).
 
     Args:
-        model_cfg, vocab_size, ckpt: the model and the checkpoint its weights start from (never written).
+        model_cfg, vocab_size, ckpt: the model and the checkpoint its weights start from (never written): a
+            checkpoint dir, or an export dir holding model.keras (`nn.checkpoint.load_weights`).
         ids: int[N] token ids.
         streams: B contiguous rows adapted together (1 = one sequential pass, as Krause et al.).
         segment: characters per row between updates (truncated BPTT length of the adaptation).

@@ -6,7 +6,8 @@ dropped, as fit's validation does) and each row is read from zero state with the
 in chunks, so memory stays bounded for any length. `streams=1` scores every character but the first with
 its whole left context; `streams=8` reproduces fit's validation figure exactly.
 
-Dynamic evaluation (`dynamic.dynamic_score`) needs trainable weights: a runtime with a `checkpoint`.
+Dynamic evaluation (`dynamic.dynamic_score`) needs trainable weights: a runtime with a `checkpoint` (a run
+dir, or an export dir holding model.keras).
 
 Example:
     result = evaluate("runs/shakespeare", split="test")
@@ -37,9 +38,11 @@ def split_ids(runtime: Runtime, split: str, log=lambda s: None) -> np.ndarray:
         raise ConfigError("--split needs the model's config.toml, and none is next to it: give an export dir or a "
                           "run dir, or evaluate a file with --text FILE")
     corpus = load_corpus(runtime.config.data, log)
-    if corpus.vocab.tokens != runtime.vocab.tokens:
+    if set(corpus.vocab.tokens) - set(runtime.vocab.tokens):
         raise DataError(f"the corpus {runtime.config.data.source!r} now has a different vocabulary than the model: "
                         f"it changed since training; evaluate a file with --text FILE")
+    if corpus.vocab != runtime.vocab:  # a fine-tuned model's vocabulary extends its text's own
+        corpus = load_corpus(runtime.config.data, log, vocab=runtime.vocab)
     return np.asarray(corpus.split(split))
 
 
@@ -93,8 +96,8 @@ def evaluate(model_path, text=None, split: str | None = None, streams: int = 1, 
         raise DataError(f"--text {text} is not a file: give the path of a UTF-8 text file")
     runtime = load_runtime(model_path)
     if dynamic and runtime.checkpoint is None:
-        raise ConfigError(f"--dynamic needs trainable weights: give the run dir instead of the exported model "
-                          f"{model_path} (SavedModel and TFLite exports hold frozen weights)")
+        raise ConfigError(f"--dynamic needs trainable weights, and {model_path} has none (no model.keras): give the "
+                          f"run dir, or an export dir written by this version of python -m tfchar.export")
     if split is not None:
         ids, skipped, distinct = split_ids(runtime, split, log), 0, []
         what = f"{split} split of {runtime.config.data.source}"

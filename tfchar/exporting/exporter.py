@@ -4,6 +4,7 @@
       saved_model/        TF SavedModel: signatures generate (= serving_default), step, vocabulary
       model.tflite        the same signatures, TFLite builtin ops only (float32)
       model_int8.tflite   dynamic-range quantized weights (optional)
+      model.keras         the trainable weights as a stock Keras model (keras.saving.load_model, no tfchar)
       vocab.json          token id -> character, as in the run dir
       config.toml         the model's [data] and [model] sections
       metrics.json        bpc of the exported files on the validation and test splits, sizes, parity
@@ -24,13 +25,14 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from tfchar.core import config as config_lib
 from tfchar.core.errors import CheckpointError, TfcharError
 from tfchar.data.corpus import load_corpus
-from tfchar.nn.checkpoint import load_run, load_weights, run_dir_of
+from tfchar.nn.checkpoint import KERAS_FILE, load_run, load_weights, run_dir_of, save_keras_file
 from tfchar.nn.generator import CharGenerator
 from tfchar.nn.models import build_from_config
 from tfchar.runtimes.saved_model import SavedModelRuntime
@@ -75,6 +77,7 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
     tmp.mkdir(parents=True)
     try:
         files = _write_files(tmp, gen, cfg, vocab, int8)
+        files["keras"] = _write_keras(tmp, model)
         metrics = {"run": str(run), "checkpoint": ckpt.name, "cell": gen.cell, "num_layers": gen.num_layers,
                    "rnn_size": gen.hidden, "vocab_size": gen.vocab_size, "state_size": gen.state_size,
                    "unit": vocab.unit, "sizes": {k: _size(p) for k, p in files.items()}}
@@ -83,7 +86,9 @@ def export_run(run_dir, out_dir=None, int8: bool = True, which: str = "best", sp
         log("  " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in metrics["sizes"].items())
             + (f" (int8/float {metrics['int8_size_ratio']:.2f})" if int8 else ""))
         splits = _splits(cfg, vocab, log) if splits is None else splits
-        metrics.update(_measure(model, files, splits, _probe_ids(splits, len(vocab)), gen.state_size, log))
+        probe = _probe_ids(splits, len(vocab))
+        metrics.update(_measure(model, files, splits, probe, gen.state_size, log))
+        metrics["parity"]["keras"] = keras_file_difference(model, files["keras"], probe)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         _replace(tmp, out)
     finally:
@@ -103,6 +108,13 @@ def _write_files(tmp: Path, gen: CharGenerator, cfg, vocab, int8: bool) -> dict:
     vocab.save(tmp / "vocab.json")
     config_lib.save(cfg, tmp / "config.toml", sections=["data", "model"])
     return files
+
+
+def _write_keras(tmp: Path, model) -> Path:
+    """model.keras: the trainable weights in stock Keras layers (what init_from and --dynamic read)."""
+    path = tmp / KERAS_FILE
+    save_keras_file(model, path)
+    return path
 
 
 def to_tflite(saved_model_dir, int8: bool = False) -> bytes:
@@ -125,6 +137,13 @@ def logit_difference(model, step, ids, state_size: int) -> float:
         logits, state = step(ids[:, t], state)
         worst = max(worst, float(np.abs(np.asarray(logits) - reference[:, t]).max()))
     return worst
+
+
+def keras_file_difference(model, path: Path, ids) -> float:
+    """Max |logit difference| between the Keras model and the model.keras file reloaded, on ids int32[B, T]."""
+    ids = np.asarray(ids, np.int32)
+    reloaded = keras.saving.load_model(path, compile=False)
+    return float(np.abs(np.asarray(reloaded(ids, training=False)) - np.asarray(model(ids, training=False))).max())
 
 
 def _measure(model, files: dict, splits: dict | None, probe, state_size: int, log) -> dict:
@@ -167,9 +186,11 @@ def _splits(cfg, vocab, log) -> dict | None:
     except TfcharError as e:
         log(f"  bpc skipped: cannot load the corpus {cfg.data.source!r} ({e})")
         return None
-    if corpus.vocab.tokens != vocab.tokens:
+    if set(corpus.vocab.tokens) - set(vocab.tokens):
         log(f"  bpc skipped: the corpus {cfg.data.source!r} now has a different vocabulary than the run")
         return None
+    if corpus.vocab != vocab:  # a fine-tuned run's vocabulary extends its text's own
+        corpus = load_corpus(cfg.data, vocab=vocab)
     return {"val": corpus.val, "test": corpus.test}
 
 

@@ -6,7 +6,7 @@ A run directory describes itself:
       config.toml            resolved config (every key)
       vocab.json             token id -> character
       checkpoints/
-        epoch1.95_val1.6231/ model.weights.h5, optimizer.npz, rnn_state.npz, trainer_state.json
+        epoch1.95_val1.6231/ model.weights.h5, model.keras, optimizer.npz, rnn_state.npz, trainer_state.json
         best -> epoch...     symlink to the checkpoint with the lowest validation loss
         last -> epoch...     symlink to the newest checkpoint
       logs/                  TensorBoard
@@ -14,6 +14,10 @@ A run directory describes itself:
 
 A checkpoint is written into a hidden temporary directory and renamed into place, and the links are
 replaced atomically, so a killed process never leaves a checkpoint (or a link) that does not load.
+
+`model.keras` is the same weights in a stateless model made of Keras's own layer classes: it opens with
+`keras.saving.load_model` in a program that never imports tfchar. An export dir holds one too, so
+anything that needs trainable weights (init_from, dynamic evaluation) takes an export dir as a checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from tfchar.core import config as config_lib
@@ -31,6 +36,7 @@ from tfchar.core.vocab import Vocab
 from tfchar.nn.models import build_from_config
 
 WEIGHTS = "model.weights.h5"
+KERAS_FILE = "model.keras"  # the weights in a stateless stock-Keras model (keras.saving.load_model)
 OPTIMIZER = "optimizer.npz"
 RNN_STATE = "rnn_state.npz"
 TRAINER_STATE = "trainer_state.json"
@@ -61,6 +67,7 @@ def save_checkpoint(ckpt_root: Path, name: str, model, optimizer, trainer_state:
         shutil.rmtree(tmp)
     tmp.mkdir()
     model.save_weights(tmp / WEIGHTS)
+    save_keras_file(model, tmp / KERAS_FILE)
     if optimizer is not None and optimizer.built:
         store = {}
         optimizer.save_own_variables(store)
@@ -116,15 +123,61 @@ def read_trainer_state(ckpt: Path) -> dict:
 
 
 def load_weights(model, ckpt: Path) -> None:
-    """Load a checkpoint's weights into a model of the same architecture (any batch size)."""
-    path = Path(ckpt) / WEIGHTS
-    if not path.is_file():
-        raise CheckpointError(f"{ckpt} has no {WEIGHTS}: not a tfchar checkpoint, or an unfinished write")
+    """Load a checkpoint's weights into a model of the same architecture (any batch size).
+
+    `ckpt`: a checkpoint dir (its model.weights.h5), an export dir (its model.keras), or either file.
+    """
+    path = weights_file(ckpt)
     try:
         model.load_weights(path)
     except Exception as e:  # h5py/Keras raise many types for truncated or mismatched files
-        raise CheckpointError(f"cannot load {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
+        raise CheckpointError(f"cannot load {path} ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}): "
                               f"the file is corrupt or from a different model shape; use another checkpoint") from None
+
+
+def weights_file(ckpt) -> Path:
+    """The weights a checkpoint dir, an export dir or a weights file names (model.weights.h5, else model.keras)."""
+    p = Path(ckpt)
+    if p.is_file() and p.name.endswith((".weights.h5", ".keras")):
+        return p
+    for name in (WEIGHTS, KERAS_FILE):
+        if (p / name).is_file():
+            return p / name
+    if is_export_dir(p):
+        raise CheckpointError(f"{p} is an export without Keras weights ({KERAS_FILE}): re-export it with "
+                              f"python -m tfchar.export RUN_DIR, or give the run dir it came from")
+    raise CheckpointError(f"{p} has no {WEIGHTS}: not a tfchar checkpoint, or an unfinished write")
+
+
+def keras_twin(model) -> keras.Model:
+    """A stateless copy of `model` (any batch, any length) made of Keras's own layer classes, with its weights.
+
+    The fused layers are weight-compatible with their Keras base classes, so the twin computes the same
+    logits; it is what `model.keras` stores, loadable without tfchar.
+    """
+    inputs = keras.Input(batch_shape=(None, None), dtype="int32", name=model.layers[0].name)
+    twin = keras.models.clone_model(model, input_tensors=inputs, clone_function=_stock_layer)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _stock_layer(layer) -> keras.layers.Layer:
+    """`layer` rebuilt from its config as its nearest Keras class, stateless; a weightless layer of tfchar's own
+    with no Keras counterpart (inference-time identity, like a dropout variant) becomes `Identity`."""
+    cls = next(c for c in type(layer).__mro__ if c.__module__.startswith("keras"))
+    if cls in (keras.layers.Layer, keras.Layer) and type(layer) is not cls:
+        if layer.weights:
+            raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has no Keras counterpart for model.keras")
+        return keras.layers.Identity(name=layer.name)
+    config = layer.get_config()
+    if "stateful" in config:
+        config["stateful"] = False
+    return cls.from_config(config)
+
+
+def save_keras_file(model, path: Path) -> None:
+    """Write `model`'s weights as a stock-Keras `model.keras` (see `keras_twin`)."""
+    keras_twin(model).save(path)
 
 
 def load_optimizer(optimizer, model, ckpt: Path) -> bool:
@@ -150,11 +203,15 @@ def load_rnn_state(ckpt: Path) -> list[np.ndarray] | None:
 
 
 def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
-    """A run dir -> its `best` (or `last`) checkpoint; a checkpoint dir -> itself."""
+    """A run dir -> its `best` (or `last`) checkpoint; a checkpoint dir or an export dir (model.keras) -> itself."""
     p = Path(path)
     if not p.exists():
-        raise CheckpointError(f"{p} does not exist: give a run directory (runs/<name>) or one of its checkpoints")
+        raise CheckpointError(f"{p} does not exist: give a run directory (runs/<name>), one of its checkpoints "
+                              f"or an export dir")
     if (p / WEIGHTS).is_file():
+        return p
+    if is_export_dir(p):
+        weights_file(p)  # raises for an export without model.keras
         return p
     root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
     link = root / which
@@ -166,13 +223,20 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
     raise CheckpointError(f"{p} has no checkpoint yet: train it with python -m tfchar.fit first")
 
 
+def is_export_dir(path: Path) -> bool:
+    """An export dir (`python -m tfchar.export`): config.toml and vocab.json beside the exported files."""
+    p = Path(path)
+    return (p / "config.toml").is_file() and (p / "vocab.json").is_file() and not (p / "checkpoints").is_dir()
+
+
 def run_dir_of(ckpt: Path) -> Path:
-    """The run directory that holds a checkpoint (two levels up)."""
-    return Path(ckpt).resolve().parent.parent
+    """The run directory that holds a checkpoint (two levels up); an export dir is its own."""
+    ckpt = Path(ckpt).resolve()
+    return ckpt if is_export_dir(ckpt) else ckpt.parent.parent
 
 
 def load_run(path: str | Path, which: str = "best") -> tuple[config_lib.Config, Vocab, Path]:
-    """(resolved config, vocabulary, checkpoint) of a run dir or one of its checkpoints."""
+    """(resolved config, vocabulary, checkpoint) of a run dir, one of its checkpoints or an export dir."""
     ckpt = resolve_checkpoint(path, which)
     run = run_dir_of(ckpt)
     if not (run / "config.toml").is_file():

@@ -35,7 +35,7 @@ def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_la
                 seq_length: int | None = None, stateful: bool = False, seed: int | None = None,
                 fast: str = "auto", input_dropout: float = 0.0, locked_dropout: bool = False,
                 residual: bool = False, layer_norm: bool = False, init: str = "keras",
-                embedding_init: str = "uniform") -> keras.Model:
+                embedding_init: str = "normal") -> keras.Model:
     """Build the language model.
 
     Args:
@@ -57,7 +57,7 @@ def build_model(vocab_size: int, cell: str = "lstm", rnn_size: int = 128, num_la
         residual: add a recurrent layer's input to its output where both are `rnn_size` wide.
         layer_norm: layer-normalise each recurrent layer's output (after the residual add).
         init: "keras" (glorot-uniform, orthogonal, unit forget bias) or "torch" (PyTorch's uniform init).
-        embedding_init: "uniform" (+-0.05, Keras's) or "normal" (N(0, 1), PyTorch's).
+        embedding_init: "normal" (N(0, 1), PyTorch's) or "uniform" (+-0.05, Keras's).
 
     Returns:
         A `keras.Model` mapping int32[B, T] token ids to float32[B, T, V] logits.

@@ -2,8 +2,8 @@
 
 A run ends at the first of its horizons: `total_steps` (max_steps, or epochs x steps per epoch) or a time
 budget in seconds, evaluations included. Time runs out at the *deadline*, the budget minus a reserve for
-the final evaluation (the longest evaluation so far, or before any an estimate from the training speed),
-so that with the final checkpoint evaluated and written the run has taken what was set:
+the final evaluation (the longest evaluation so far, or before any the trainer's rehearsal of one), so
+that with the final checkpoint evaluated and written the run has taken what was set:
 
     stop before a step if   elapsed + step_estimate > deadline           (never before the first step)
     skip a periodic evaluation if it would end after the deadline (the final one is near)
@@ -39,7 +39,7 @@ class Budget:
         seconds: the time budget (0 = none).
         total_steps: the step horizon (0 = none).
         reserve: seconds kept for the final evaluation: the longest evaluation measured so far.
-        eval_estimate: seconds an evaluation is expected to take before any is measured (0 = unknown).
+        eval_estimate: seconds an evaluation takes before any is measured (the trainer rehearses one; 0 = unknown).
     """
 
     seconds: float = 0.0

@@ -10,14 +10,20 @@ from pathlib import Path
 
 from tfchar.core import config as config_lib
 from tfchar.core.errors import CheckpointError, ConfigError
+from tfchar.core.shipped import DEFAULT_PIPELINE, shipped
 from tfchar.nn import checkpoint as ckpt_lib
+from tfchar.training.finetune import apply_source, explicit_keys
 
 
 def default_run_name(cfg: config_lib.Config, pipeline: str | None) -> str:
-    """train.name, else the pipeline file's name, else the source's (a TFDS name, a file's stem, a folder)."""
+    """train.name, else the pipeline file's name, else the source's (a TFDS name, a file's stem, a folder).
+
+    The default pipeline names no run: `--data.source=my.txt` alone makes runs/my (and saved_models/my),
+    never a run named after tiny_shakespeare.
+    """
     if cfg.train.name:
         return cfg.train.name
-    if pipeline:
+    if pipeline and Path(pipeline).resolve() != shipped(DEFAULT_PIPELINE).resolve():
         return Path(pipeline).stem
     src = cfg.data.source
     if src.startswith("tfds:"):
@@ -29,9 +35,11 @@ def default_run_name(cfg: config_lib.Config, pipeline: str | None) -> str:
 def resolve_config(pipeline: str | None, overrides: list[str]) -> tuple[config_lib.Config, Path]:
     """The config and run dir for `fit`: a new run's, or on resume the saved run's plus train/export overrides."""
     cfg = config_lib.load_config(pipeline, overrides)
-    name = default_run_name(cfg, pipeline)
     if not cfg.train.resume:
-        return cfg, _new_run_dir(cfg, name)
+        if cfg.train.init_from:  # fine-tuning: the model from the source, fine-tuning defaults (training.finetune)
+            cfg = apply_source(cfg, explicit_keys(pipeline, overrides))
+        return cfg, _new_run_dir(cfg, default_run_name(cfg, pipeline))
+    name = default_run_name(cfg, pipeline)
     run_dir = Path(cfg.train.run_dir) if cfg.train.run_dir else Path("runs") / name
     if not (run_dir / "config.toml").is_file():
         raise CheckpointError(f"cannot resume: {run_dir} is not a run directory (no config.toml); give "

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import tensorflow as tf
 
 from tfchar.core import config as config_lib
-from tfchar.core.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
+from tfchar.core.errors import CheckpointError, DataError, TrainingDiverged, TrainingInterrupted
 from tfchar.core.vocab import Vocab
 from tfchar.data import pipeline as data_lib
 from tfchar.data.corpus import Corpus, describe, load_corpus
@@ -44,6 +45,7 @@ from tfchar.nn import checkpoint as ckpt_lib
 from tfchar.nn.models import build_from_config, get_states, param_count, reset_states, set_states
 from tfchar.ops.metrics import bpc
 from tfchar.runtimes.keras import KerasRuntime, KerasScorer
+from tfchar.training import finetune
 from tfchar.training.distribute import (distribute_dataset, is_chief, make_distributed_train_step, make_strategy,
                                         per_replica_batch)
 from tfchar.training.budget import Budget
@@ -54,7 +56,6 @@ from tfchar.training.step import make_optimizer, make_train_step
 from tfchar.training.summaries import Summaries
 
 TRAIN_SUMMARY_EVERY = 20  # steps per TensorBoard training point (averaged over them)
-EVAL_COST_RATIO = 0.6  # s per validation char / s per training char (2x512, B64 T100: 0.5 measured; _eval_estimate)
 
 
 @dataclass
@@ -117,6 +118,8 @@ class Session:
     stepped: bool = False  # a step has run in this process (its first traced the compiled step)
     started: float = field(default_factory=time.time)
     elapsed_before: float = 0.0
+    source: finetune.Source | None = None  # what train.init_from names (a fine-tuning run)
+    progress: Callable[[int, float, str], None] | None = None  # called at each evaluation (the Python API)
 
     @property
     def distributed(self) -> bool:
@@ -160,7 +163,8 @@ def build(cfg: config_lib.Config, run_dir: Path, log) -> Session:
     """Seed, load the corpus, check it fits, and build the model and optimizer (under the strategy)."""
     t, d, m = cfg.train, cfg.data, cfg.model
     keras.utils.set_random_seed(t.seed)
-    corpus = load_corpus(d, log)
+    source = finetune.open_source(t.init_from) if t.init_from and not t.resume else None
+    corpus = run_corpus(cfg, run_dir, source, log)
     log(describe(corpus))
     data_lib.check_fits(len(corpus.train), d.batch_size, d.seq_length, "train", t.scheme, t.stride)
     data_lib.check_fits(len(corpus.val), 1, d.seq_length, "validation")
@@ -181,7 +185,8 @@ def build(cfg: config_lib.Config, run_dir: Path, log) -> Session:
         log(f"strategy {t.strategy}: {strategy.num_replicas_in_sync} replicas x "
             f"{per_replica_batch(strategy, d.batch_size)} streams")
     s = Session(cfg, run_dir, log, corpus, steps_per_epoch, data_lib.loss_weights(t.scheme, d.seq_length, t.burn_in),
-                strategy, chief, model, optimizer, schedule, _budget(t, steps_per_epoch), param_count(model))
+                strategy, chief, model, optimizer, schedule, _budget(t, steps_per_epoch), param_count(model),
+                source=source)
     _log_model(s)
     return s
 
@@ -190,6 +195,24 @@ def _budget(t: config_lib.TrainConfig, steps_per_epoch: int) -> Budget:
     """The run's horizons: the time budget, and max_steps or the epochs' steps, whichever is fewer."""
     steps = t.epochs * steps_per_epoch
     return Budget(seconds=t.time_budget, total_steps=min(t.max_steps, steps) if t.max_steps else steps)
+
+
+def run_corpus(cfg: config_lib.Config, run_dir: Path, source, log) -> Corpus:
+    """The text as ids of the run's vocabulary: a resumed run's vocab.json, a fine-tuning run's (the source's
+    grown by the text's new characters, `finetune.grown_vocab`), else the text's own."""
+    corpus = load_corpus(cfg.data, log)
+    if cfg.train.resume and (run_dir / "vocab.json").is_file():
+        saved = Vocab.load(run_dir / "vocab.json", cfg.data.unit)
+        try:
+            return load_corpus(cfg.data, vocab=saved) if saved != corpus.vocab else corpus
+        except DataError:
+            raise CheckpointError(f"the text of {cfg.data.source} changed since {run_dir} was trained (different "
+                                  f"vocabulary); start a new run with --train.init_from={run_dir}") from None
+    if source is not None:
+        vocab, note = finetune.grown_vocab(source.vocab, corpus.vocab)
+        log(note)
+        return load_corpus(cfg.data, vocab=vocab)
+    return corpus
 
 
 def _log_model(s: Session) -> None:
@@ -224,15 +247,11 @@ def restore(s: Session) -> None:
         s.last_eval_step = s.state.step
         s.log(f"resuming {s.run_dir} from {last.name}: step {s.state.step}, epoch {s.state.epoch} "
               f"batch {s.state.batch_in_epoch}")
-    elif t.init_from:
-        _, init_vocab, init_ckpt = ckpt_lib.load_run(t.init_from)
-        if init_vocab != s.corpus.vocab:
-            raise CheckpointError(f"train.init_from={t.init_from} has a different vocabulary ({len(init_vocab)} "
-                                  f"symbols) than {d.source} ({len(s.corpus.vocab)}): initialise from a model of "
-                                  f"the same text")
+    elif s.source is not None:
+        finetune.check_shape(s.cfg.model, s.source)
         with s.strategy.scope():
-            ckpt_lib.load_weights(s.model, init_ckpt)
-        s.log(f"initialised weights from {init_ckpt}")
+            finetune.load_source_weights(s.model, s.source)
+        s.log(f"initialised weights from {s.source.weights}")
     config_lib.save(s.cfg.replace(train={"resume": False, "run_dir": str(s.run_dir)}), s.run_dir / "config.toml")
     s.corpus.vocab.save(s.run_dir / "vocab.json")
 
@@ -245,10 +264,14 @@ def prepare(s: Session) -> None:
         s.train_step = make_distributed_train_step(s.strategy, s.model, s.optimizer, t.grad_clip, s.loss_weights)
     else:
         s.train_step = make_train_step(s.model, s.optimizer, t.grad_clip, s.loss_weights)
+        batch = tf.TensorSpec([s.cfg.data.batch_size, s.cfg.data.seq_length], tf.int32)
+        s.train_step.get_concrete_function(batch, batch)  # traced before the clock starts: the budget trains
     s.scorer = KerasScorer(m, vocab_size)
     s.scorer.score(s.model, s.corpus.val, limit=1)  # traces its step now, before the run's clock starts
     if t.sample_length and s.chief:
         s.preview = _make_preview(s)
+    if t.time_budget and s.chief:
+        _rehearse_evaluation(s)
     s.summaries = Summaries(s.run_dir / "logs", s.cfg, s.n_params)
     s.history = open(s.run_dir / "history.jsonl", "a", encoding="utf-8")
     s.started, s.elapsed_before = time.time(), s.state.elapsed
@@ -316,19 +339,19 @@ def _eval_due(s: Session) -> bool:
 
 def _time_is_up(s: Session) -> bool:
     """True (and remembered) when the time budget leaves no room for another step and the final evaluation."""
-    if not s.budget.reserve and not s.budget.eval_estimate and len(s.budget.recent) >= 3:
-        s.budget.eval_estimate = _eval_estimate(s)
     s.out_of_time = s.out_of_time or s.budget.spent(s.elapsed())
     return s.out_of_time
 
 
-def _eval_estimate(s: Session) -> float:
-    """Seconds of an evaluation before one is measured: scoring its characters at EVAL_COST_RATIO times the
-    training speed per character, plus writing a checkpoint (~ a few steps)."""
-    d, t = s.cfg.data, s.cfg.train
-    chars = min(t.eval_chars or len(s.corpus.val), len(s.corpus.val))
-    per_char = s.budget.step_estimate() / (d.batch_size * d.seq_length)
-    return chars * per_char * EVAL_COST_RATIO + 3 * s.budget.step_estimate()
+def _rehearse_evaluation(s: Session) -> None:
+    """A timed run: do an evaluation's work once before the clock starts (score, write a checkpoint into a
+    scratch dir, sample), so the reserve for the final evaluation is known from the first step."""
+    started = time.time()
+    s.scorer.score(s.model, s.corpus.val, limit=s.cfg.train.eval_chars)
+    with tempfile.TemporaryDirectory(dir=s.run_dir, prefix=".rehearsal-") as scratch:
+        ckpt_lib.save_checkpoint(Path(scratch), "rehearsal", s.model, s.optimizer, s.state.to_json())
+    _preview_text(s)
+    s.budget.eval_estimate = time.time() - started
 
 
 def _count_step(s: Session, loss: float, norm: float, bar: ProgressBar, window: Window) -> None:
@@ -362,8 +385,10 @@ def _save_interrupted(s: Session) -> None:
     name = ckpt_lib.checkpoint_name(s.epoch_float(), s.state.val_loss or float("nan"))
     path = ckpt_lib.save_checkpoint(s.ckpt_root, name + "_interrupted", s.model, s.optimizer, s.state.to_json(),
                                     s.carried_state())
-    raise TrainingInterrupted(f"stopped at step {s.state.step}; checkpoint {path}; resume with:\n"
-                              f"  python -m tfchar.fit --train.resume=true --train.run_dir={s.run_dir}")
+    stopped = TrainingInterrupted(f"stopped at step {s.state.step}; checkpoint {path}; resume with:\n"
+                                  f"  python -m tfchar.fit --train.resume=true --train.run_dir={s.run_dir}")
+    stopped.run_dir = s.run_dir  # for the Python API, which hands back the run
+    raise stopped
 
 
 def evaluate_and_save(s: Session, reason: str) -> None:
@@ -385,13 +410,16 @@ def evaluate_and_save(s: Session, reason: str) -> None:
     if is_best:
         ckpt_lib.point(s.ckpt_root, "best", path.name)
     ckpt_lib.prune(s.ckpt_root, s.cfg.train.keep_checkpoints)
-    s.summaries.validation(s.state.step, val, _preview_text(s))
+    sample = _preview_text(s)
+    s.summaries.validation(s.state.step, val, sample)
     record = {"step": s.state.step, "epoch": round(s.epoch_float(), 4), "val_loss": val["nats"],
               "val_bpc": val["bpc"], "time": round(s.state.elapsed, 1), "checkpoint": path.name}
     s.history.write(json.dumps(record) + "\n")
     s.history.flush()
     s.log(f"{reason} step {s.state.step} (epoch {s.epoch_float():.2f}): val loss {val['nats']:.4f} nats/char, "
           f"{val['bpc']:.4f} bpc{' (best)' if is_best else ''} -> {path.name}")
+    if s.progress is not None:  # the Python API's hook: a notebook plots the curve as it comes
+        s.progress(s.state.step, val["bpc"], sample or "")
     s.budget.record_eval(time.time() - started)
     s.state.eval_seconds = s.budget.reserve
 
@@ -434,9 +462,13 @@ def finish(s: Session) -> dict:
 
 # ============================================================================================ the whole run
 
-def fit(cfg: config_lib.Config, run_dir: Path, log=print) -> dict:
-    """Train the model `cfg` describes, writing everything into `run_dir`. Returns the run's summary."""
+def fit(cfg: config_lib.Config, run_dir: Path, log=print, progress=None) -> dict:
+    """Train the model `cfg` describes, writing everything into `run_dir`. Returns the run's summary.
+
+    `progress(step, val_bpc, sample)` is called after each evaluation and its checkpoint.
+    """
     s = build(cfg, Path(run_dir), log)
+    s.progress = progress
     restore(s)
     prepare(s)
     try:

@@ -22,6 +22,7 @@ import keras_tuner
 
 from tfchar.core import config as config_lib
 from tfchar.core.errors import ConfigError
+from tfchar.core.shipped import shipped
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,12 +84,10 @@ def clean(v):
 
 
 def find_space(path: str) -> Path:
-    """The space file: relative to the working directory, else to the repository (where tuning/ ships)."""
+    """The space file: relative to the working directory, else among tfchar's shipped files (tuning/*.toml)."""
     p = Path(path)
-    if not p.is_file() and not p.is_absolute():
-        shipped = Path(__file__).resolve().parents[2] / p
-        if shipped.is_file():
-            return shipped
+    if not p.is_file() and not p.is_absolute() and shipped(p).is_file():
+        return shipped(p)
     if not p.is_file():
         raise ConfigError(f"search space file {p} does not exist: pass --tune.space=FILE "
                           f"(tuning/default_space.toml is the shipped one)")
