@@ -51,6 +51,18 @@ def test_pipeline_then_command_line_overrides(tmp_path):
     (["--train.resume=maybe"], "train.resume"),
     (["--nosection.key=1"], "nosection"),
     (["rnn_size=3"], "rnn_size=3"),
+    (["--train.time_budget=ten minutes"], "train.time_budget"),
+    (["--train.time_budget=-1"], "train.time_budget"),
+    (["--train.eval_period=5x"], "train.eval_period"),
+    (["--train.lr_schedule=linear"], "train.lr_schedule"),
+    (["--train.lr_final_ratio=2"], "train.lr_final_ratio"),
+    (["--train.adam_epsilon=0"], "train.adam_epsilon"),
+    (["--train.adam_beta2=1"], "train.adam_beta2"),
+    (["--train.weight_decay=-0.1"], "train.weight_decay"),
+    (["--train.warmup_steps=-3"], "train.warmup_steps"),
+    (["--model.input_dropout=1"], "model.input_dropout"),
+    (["--model.init=xavier"], "model.init"),
+    (["--model.embedding_init=zeros"], "model.embedding_init"),
 ])
 def test_bad_values_name_the_key(args, names):
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
@@ -78,4 +90,22 @@ def test_resolved_config_round_trips(tmp_path):
 
 def test_shipped_pipelines_are_valid():
     for p in sorted(C.Path(__file__).resolve().parents[1].glob("pipelines/*.toml")):
+        C.load_config(p)
+
+
+@pytest.mark.parametrize("text, seconds", [("600", 600.0), ("10m", 600.0), ("90s", 90.0), ("1h", 3600.0),
+                                           ("1h30m", 5400.0), ("2.5m", 150.0), ("0", 0.0)])
+def test_durations_take_seconds_or_units(text, seconds):
+    assert C.load_config(None, [f"--train.time_budget={text}"]).train.time_budget == seconds
+
+
+def test_durations_in_toml_are_numbers_or_strings_and_round_trip(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[train]\ntime_budget = "10m"\neval_period = 90\n')
+    cfg = C.load_config(p)
+    assert (cfg.train.time_budget, cfg.train.eval_period) == (600.0, 90.0)
+    C.save(cfg, tmp_path / "config.toml")
+    assert C.load_resolved(tmp_path / "config.toml") == cfg
+    p.write_text('[train]\ntime_budget = true\n')
+    with pytest.raises(ConfigError, match=r"train\.time_budget = True is not a duration"):
         C.load_config(p)

@@ -34,17 +34,19 @@ _MEMO: dict = {}  # trained runs and exports, shared by every test module that i
 
 
 def train_run(root: Path, text: str, cell: str = "lstm", unit: str = "char", rnn_size: int = 32,
-              num_layers: int = 2, steps: int = 30) -> SimpleNamespace:
+              num_layers: int = 2, steps: int = 30, model_keys: dict | None = None) -> SimpleNamespace:
     """A run dir with a model trained for a few seconds on `text` (so its logits are far from uniform).
 
     The text is split 90/5/5 into train/val/test ids; the splits are returned for the exporter.
+    `model_keys`: more [model] keys (build_model arguments of the same names), e.g. {"residual": True}.
     """
+    model_keys = {"embedding_dim": 16, **(model_keys or {})}
     root.mkdir(parents=True, exist_ok=True)
     (root / "input.txt").write_text(text, encoding="utf-8")
     vocab = Vocab.from_codepoints(text.encode("utf-8") if unit == "byte" else map(ord, text), unit)
     ids = vocab.encode(text)
     a, b = int(len(ids) * 0.9), int(len(ids) * 0.95)
-    model = build_model(len(vocab), cell, rnn_size, num_layers, embedding_dim=16, seed=0)
+    model = build_model(len(vocab), cell, rnn_size, num_layers, seed=0, **model_keys)
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     n = a // 65
@@ -53,7 +55,7 @@ def train_run(root: Path, text: str, cell: str = "lstm", unit: str = "char", rnn
               shuffle=False, verbose=0)  # no shuffling: the same weights every session
     cfg = config.Config().replace(
         data={"source": str(root / "input.txt"), "unit": unit, "cache_dir": str(root / "cache")},
-        model={"cell": cell, "rnn_size": rnn_size, "num_layers": num_layers, "embedding_dim": 16})
+        model={"cell": cell, "rnn_size": rnn_size, "num_layers": num_layers, **model_keys})
     run = root / "run"
     run.mkdir()
     config.save(cfg, run / "config.toml")
@@ -66,12 +68,13 @@ def train_run(root: Path, text: str, cell: str = "lstm", unit: str = "char", rnn
     return SimpleNamespace(run=run, model=model, vocab=vocab, splits={"val": ids[a:b], "test": ids[b:]})
 
 
-def exported(tmp_path_factory, text: str, cell: str, int8: bool = True, unit: str = "char") -> SimpleNamespace:
+def exported(tmp_path_factory, text: str, cell: str, int8: bool = True, unit: str = "char",
+             model_keys: dict | None = None) -> SimpleNamespace:
     """A trained run and its export, built once per session."""
-    key = (cell, int8, unit)
+    key = (cell, int8, unit, tuple(sorted((model_keys or {}).items())))
     if key not in _MEMO:
         root = tmp_path_factory.mktemp(f"{cell}_{unit}")
-        r = train_run(root, text, cell, unit)
+        r = train_run(root, text, cell, unit, model_keys=model_keys)
         r.out = root / "export"
         r.metrics = exporter.export_run(r.run, r.out, int8=int8, splits=r.splits, log=lambda s: None)
         _MEMO[key] = r
@@ -120,6 +123,29 @@ def test_exported_step_matches_keras_on_real_text(tmp_path_factory, shakespeare_
     for step in (SavedModelRuntime(r.out / "saved_model").step, TFLiteRuntime(r.out / "model.tflite").step):
         np.testing.assert_allclose(run_steps(step, ids, s), want, atol=1e-5, rtol=0)
     assert max(r.metrics["parity"]["saved_model"], r.metrics["parity"]["tflite"]) <= 1e-5
+
+
+# Residual adds (the first layer's too: E = H) and layer norm between the layers, trained with locked dropout.
+RECIPE_KEYS = {"embedding_dim": 32, "residual": True, "layer_norm": True, "dropout": 0.1, "input_dropout": 0.1,
+               "locked_dropout": True}
+
+
+@pytest.mark.parametrize("cell", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
+def test_recipe_model_exports_in_parity(tmp_path_factory, shakespeare_text, cell):
+    keys = dict(RECIPE_KEYS)
+    r = exported(tmp_path_factory, shakespeare_text[:60_000], cell, int8=False, model_keys=keys)
+    assert {"residual_0", "residual_1", "norm_1"} <= {l.name for l in r.model.layers}
+    ids = r.splits["test"][:120]
+    want = keras_logits(r.model, ids)
+    assert want.std() > 1.0
+    s = r.metrics["state_size"]
+    for step in (SavedModelRuntime(r.out / "saved_model").step, TFLiteRuntime(r.out / "model.tflite").step):
+        np.testing.assert_allclose(run_steps(step, ids, s), want, atol=1e-5, rtol=0)
+    assert max(r.metrics["parity"]["saved_model"], r.metrics["parity"]["tflite"]) <= 1e-5
+    prime = [ord(c) for c in "ROMEO:"]
+    want_text = CharGenerator.from_keras(r.model, r.vocab).generate(
+        tf.constant(prime), 60, 0.8, 0, 1.0, 5)["codepoints"].numpy().tolist()
+    assert tflite_generate(r.out / "model.tflite", prime, 60, temperature=0.8, seed=5).tolist() == want_text
 
 
 def test_step_runs_parallel_streams(lstm_export):

@@ -187,3 +187,49 @@ def test_corrupt_cached_library_is_rebuilt(monkeypatch, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-6
     assert path.stat().st_size > 10_000 and "unavailable" not in out.stderr
+
+
+# The recipe's additions sit between the recurrent layers (stock Keras layers), so a model with all of them
+# must train alike whichever layers run the recurrence: dropout masks (same seeds), residual adds, layer norm.
+RECIPE = dict(residual=True, layer_norm=True, input_dropout=0.2, dropout=0.3, locked_dropout=True)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("mode", ["eager", "static"])
+def test_recipe_model_outputs_and_gradients_match_keras(cell, mode, loops):
+    if mode == "static" and loops == "native":
+        pytest.skip("the native loops run the same ops eagerly and in graphs; the TF loops compile with XLA")
+    # E = H: the first layer is residual too. Stateful, as training runs: the backward pass must see the state
+    # the forward started from, not the one the layer stored after it.
+    kw = dict(vocab_size=13, cell=cell, rnn_size=H, num_layers=3, embedding_dim=H, batch_size=B,
+              seq_length=T, stateful=True, seed=4, **RECIPE)
+    ref, new = build_model(**kw, fast="keras"), build_model(**kw, fast="fused")
+    rng = np.random.default_rng(8)
+    for w in ref.weights:  # layer-norm scales and offsets away from 1 and 0 too
+        w.assign(w.numpy() + rng.normal(0, 0.3, w.shape).astype("float32"))
+    new.set_weights(ref.get_weights())
+    ids = tf.constant(rng.integers(0, 13, (B, T)).astype("int32"))
+
+    def run(model):
+        def f(ids):
+            with tf.GradientTape() as tape:
+                out = model(ids, training=True)
+                loss = tf.reduce_sum(out * tf.sin(tf.range(13, dtype=tf.float32))) / (B * T)  # per position
+            return [out] + [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_weights)]
+
+        return [np.asarray(a) for a in (f(ids) if mode == "eager" else tf.function(f)(ids))]
+
+    want, got = run(ref), run(new)
+    assert {"norm_2", "residual_0", "residual_2", "embedding_dropout"} <= {l.name for l in new.layers}
+    for g, w, name in zip(got, want, ["logits"] + [w.path for w in ref.trainable_weights]):
+        np.testing.assert_allclose(g, w, atol=1e-5, err_msg=name)
+    assert np.mean(want[0] == 0) < 0.01  # logits exist everywhere: dropout masked inputs, not outputs
+
+
+def test_locked_dropout_keeps_one_mask_per_sequence():
+    model = build_model(13, "lstm", 8, 1, embedding_dim=8, batch_size=4, seq_length=6, stateful=False, seed=1,
+                        input_dropout=0.5, locked_dropout=True)
+    emb = keras.Model(model.inputs[0], model.get_layer("embedding_dropout").output)
+    ids = np.zeros((4, 6), np.int32)  # one character everywhere: any difference along time would be a new mask
+    dropped = np.asarray(emb(ids, training=True))  # [B, T, E]
+    assert np.all(dropped == dropped[:, :1]) and 0 < np.mean(dropped == 0) < 1

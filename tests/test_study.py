@@ -66,3 +66,61 @@ def test_cli_rejects_bad_arguments_in_one_line(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("tfchar: error:") and message in err[0]
+
+
+@pytest.mark.slow
+def test_minuscule_recipe_study_reuses_its_runs_and_writes_a_loadable_recipe(small_text_file, tmp_path):
+    import tomllib
+
+    from tfchar.core import config as config_lib
+    from tfchar.studies.recipe import ADDITIONS, RecipeSetup, run_recipe
+
+    base = {"data.source": str(small_text_file), "data.batch_size": 8, "data.seq_length": 32, "model.rnn_size": 16,
+            "model.embedding_dim": 8, "train.sample_length": 0}
+    additions = tuple(a for a in ADDITIONS if a.name in ("dropout", "seq_50"))
+    setup = RecipeSetup(budget=5.0, seeds=(1,), overrides=base, evals=2, eval_chars=1000, min_gain=-1.0,
+                        additions=additions)  # min_gain -1: everything "helps", so the remove phase runs too
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    got = run_recipe(out, setup, design="both", runs_dir=runs, log=lambda s: None)
+    table = read_csv(out / "recipe.csv")
+    assert [(r["phase"], r["variant"]) for r in table] == [("add", "base"), ("add", "+dropout"), ("add", "+seq_50"),
+                                                           ("remove", "base"), ("remove", "-dropout"),
+                                                           ("remove", "-seq_50")]
+    for r in table:
+        assert math.isfinite(float(r["val_bpc"])) and int(r["steps"]) > 0 and float(r["wall_s"]) <= 5.0 + 1.0
+    per_step = {(r["phase"], r["variant"]): int(r["chars"]) // int(r["steps"]) for r in table}
+    # the remove phase's base is the combination (T = 50); -seq_50 goes back to the add phase's base (T = 32),
+    # not to the race recipe's 100
+    assert (per_step["add", "base"], per_step["remove", "base"], per_step["remove", "-seq_50"]) == (256, 400, 256)
+    md = (out / "recipe.md").read_text()
+    assert "## add: each addition alone" in md and "## remove: each addition off" in md
+    chosen = md.split("```toml\n")[1].split("```")[0]
+    pipeline = tmp_path / "chosen.toml"
+    pipeline.write_text(chosen)
+    cfg = config_lib.load_config(pipeline)
+    assert tomllib.loads(chosen)["train"]["time_budget"] == 5.0 and cfg.train.time_budget == 5.0
+    assert cfg.model.rnn_size == 16 and cfg.data.source == str(small_text_file)
+    assert (out / "recipe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert got["recipe"] == {**{"model.dropout": 0.1, "data.seq_length": 50},
+                             **{k: v for r in got["summaries"]["remove"] if r["verdict"] == "drop"
+                                for k, v in {"-dropout": {"model.dropout": 0.0}, "-seq_50": {"data.seq_length": 32}}
+                                .get(r["variant"], {}).items()}}
+
+    stamps = {p: p.stat().st_mtime for p in runs.glob("*/result.json")}
+    again = run_recipe(out, setup, design="both", runs_dir=runs, log=lambda s: None)
+    assert {p: p.stat().st_mtime for p in runs.glob("*/result.json")} == stamps  # nothing trained again
+    assert [r["val_bpc"] for r in again["rows"]] == [r["val_bpc"] for r in got["rows"]]
+
+
+def test_recipe_cli_rejects_bad_arguments_in_one_line(capsys):
+    for argv, message in ((["recipe", "--budget", "soon"], "--budget = 'soon' is not a duration"),
+                          (["recipe", "--seeds", "1,x"], "--seeds '1,x'"),
+                          (["recipe", "--set", "rnn_size=3"], "--set 'rnn_size=3'"),
+                          (["recipe", "--variants", "magic"], "unknown magic"),
+                          (["recipe", "--set", "model.size=3", "--variants", "cosine"], "unknown key model.size"),
+                          (["recipe", "--base", "nope.toml", "--variants", "cosine"], "nope.toml does not exist")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("tfchar: error:") and message in err[0], err

@@ -192,3 +192,92 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(small_text_file, tmp_path):
     last = (run_dir / "checkpoints" / "last").resolve()
     assert last.name.endswith("_interrupted")
     ckpt_lib.load_inference_model(last)
+
+
+# ------------------------------------------------------------------------------------------ budget and schedule
+
+def _tensorboard_scalars(run_dir, tag, split="train"):
+    import tensorflow as tf
+    acc = EventAccumulator(str(run_dir / "logs" / split), size_guidance={"tensors": 0}).Reload()
+    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+
+
+def test_cosine_schedule_ends_at_its_final_rate_on_the_last_step(small_text_file, tmp_path):
+    run_dir = tmp_path / "cos"
+    train(small_text_file, run_dir, **{"train.max_steps": 40, "train.lr_schedule": "cosine",
+                                       "train.warmup_steps": 5, "train.lr_final_ratio": 0.1})
+    lr = dict(_tensorboard_scalars(run_dir, "learning_rate"))
+    # the rate of step k (1-based) is the cosine at progress k / 40: 0.55 x peak at step 20, the final rate at 40
+    assert lr[20] == pytest.approx(2e-3 * 0.55, rel=1e-6)
+    assert lr[40] == pytest.approx(2e-3 * 0.1, rel=1e-6)
+
+
+def test_resume_from_an_earlier_checkpoint_repeats_a_cosine_run(small_text_file, tmp_path):
+    import shutil
+    extra = {"train.max_steps": 30, "train.lr_schedule": "cosine", "train.warmup_steps": 4, "train.keep_checkpoints": 0,
+             "train.weight_decay": 0.1}
+    straight = tmp_path / "straight"
+    train(small_text_file, straight, **extra)
+    history = [json.loads(l) for l in (straight / "history.jsonl").read_text().splitlines()]
+    copy = tmp_path / "copy"  # the same run, as if it had stopped after its evaluation at step 20
+    shutil.copytree(straight, copy, symlinks=True)
+    ckpt_lib.point(copy / "checkpoints", "last", history[1]["checkpoint"])
+    shutil.rmtree(copy / "checkpoints" / history[2]["checkpoint"])
+    (copy / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history[:2]))
+    cfg, rd = resolve_config(None, [f"--train.run_dir={copy}", "--train.resume=true"])
+    fit(cfg, rd, log=lambda s: None)
+    again = [json.loads(l) for l in (copy / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in again] == [10, 20, 30]
+    assert again[-1]["val_loss"] == pytest.approx(history[-1]["val_loss"], abs=1e-5)  # same horizon, same rates
+
+
+def _timed_overrides(source, run_dir, budget, **extra):
+    return tiny_overrides(source, run_dir, **{"train.max_steps": 0, "train.epochs": 1000, "train.time_budget": budget,
+                                              "train.eval_every": 0, "train.eval_period": 3, "train.eval_chars": 2000,
+                                              "train.lr_schedule": "cosine", "train.warmup_steps": 10,
+                                              "data.val_frac": 0.02, "data.test_frac": 0.0, **extra})
+
+
+@pytest.mark.slow
+def test_time_budget_ends_the_run_with_an_evaluated_final_checkpoint(shakespeare_path, tmp_path):
+    run_dir = tmp_path / "timed"
+    cfg, rd = resolve_config(None, _timed_overrides(shakespeare_path, run_dir, "15s"))
+    lines = []
+    result = fit(cfg, rd, log=lines.append)
+    # Training stops when another step would eat into the reserve kept for the final evaluation (the longest
+    # evaluation so far): the run ends within a step of the budget, short of it by at most what the final
+    # evaluation took less than the longest one.
+    reserve = json.loads(((run_dir / "checkpoints" / "last").resolve() / "trainer_state.json").read_text())["eval_seconds"]
+    assert 15.0 - reserve - 0.5 <= result["wall_time_s"] <= 15.0 + 2.0  # + a step that a busy machine stalled
+    history = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert len(history) >= 3 and history[-1]["step"] == result["steps"]  # periodic ones, then the final checkpoint
+    last = (run_dir / "checkpoints" / "last").resolve().name
+    assert last == history[-1]["checkpoint"] and re.fullmatch(r"epoch\d+\.\d\d_val\d+\.\d{4}(_step\d+)?", last)
+    assert any(line.startswith("time budget spent: step") for line in lines)
+    lr = [v for _, v in _tensorboard_scalars(run_dir, "learning_rate")]
+    assert lr[-1] == pytest.approx(2e-4, rel=0.05)  # annealed to the end of the budget
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_time_spent_and_the_schedule_horizon(shakespeare_path, tmp_path):
+    run_dir = tmp_path / "timed"
+    args = _timed_overrides(shakespeare_path, run_dir, 30)
+    proc = subprocess.Popen(_fit_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "checkpoints" / "last").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # early: the resumed process's first (slow, warming-up) step must fit
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    spent = json.loads(((run_dir / "checkpoints" / "last").resolve() / "trainer_state.json").read_text())["elapsed"]
+    assert 0.0 < spent < 20.0
+    cfg, rd = resolve_config(None, [f"--train.run_dir={run_dir}", "--train.resume=true"])
+    result = fit(cfg, rd, log=lambda s: None)
+    reserve = json.loads(((run_dir / "checkpoints" / "last").resolve() / "trainer_state.json").read_text())["eval_seconds"]
+    assert 30.0 - reserve - 0.5 <= result["wall_time_s"] <= 30.0 + 2.0  # both processes' training time: the budget
+    lr = [v for step, v in sorted(_tensorboard_scalars(run_dir, "learning_rate")) if step > 10]
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(lr, lr[1:]))  # one annealing across the resume, not two
+    assert lr[-1] == pytest.approx(2e-4, rel=0.05)

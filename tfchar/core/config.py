@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,42 @@ from tfchar.core import choices
 from tfchar.core.errors import ConfigError
 
 
-def _f(default, help: str):
-    """A config field with its documentation (shown by `--help` and written into config.toml)."""
-    return field(default=default, metadata={"help": help})
+def _f(default, help: str, parse=None):
+    """A config field with its documentation (shown by `--help` and written into config.toml).
+
+    `parse(value, name)`, if given, turns any accepted spelling (TOML or command line) into the field's value."""
+    return field(default=default, metadata={"help": help, "parse": parse})
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh])")
+
+
+def parse_duration(value, name: str) -> float:
+    """Seconds from a number of seconds (600, 2.5, "600") or a string such as "10m", "90s", "1h30m".
+
+    Example:
+        parse_duration("1h30m", "train.time_budget")  # 5400.0
+    """
+    how = f"{name} = {value!r} is not a duration: give seconds (600) or e.g. \"10m\", \"90s\", \"1h30m\""
+    if isinstance(value, bool):
+        raise ConfigError(how)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION.findall(text)
+            if not text or "".join(n + u for n, u in parts) != text:
+                raise ConfigError(how) from None
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    else:
+        raise ConfigError(how)
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(f"{name} = {value!r} must be a duration >= 0 (0 = none)")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -68,32 +102,66 @@ class ModelConfig:
     rnn_size: int = _f(128, "hidden units per layer (H)")
     num_layers: int = _f(2, "stacked recurrent layers")
     dropout: float = _f(0.0, "dropout between layers and before the output layer (0 = off)")
+    input_dropout: float = _f(0.0, "dropout on the embedding, the first layer's input (0 = off)")
+    locked_dropout: bool = _f(False, "variational (locked) dropout: one mask per sequence, the same at every time "
+                                     "step (Gal and Ghahramani 2016), instead of a new mask per step")
     # char-rnn feeds one-hot vectors; torch-rnn learned a 64-wide embedding (wordvec_size) at the same quality.
     embedding_dim: int = _f(64, "width of the learned character embedding (E)")
+    residual: bool = _f(False, "add each recurrent layer's input to its output when both are H wide (every layer "
+                               "but the first, unless embedding_dim = rnn_size)")
+    layer_norm: bool = _f(False, "layer-normalise each recurrent layer's output (after the residual add) "
+                                 "before the next layer and the output layer")
+    init: str = _f("keras", "initial weights of the recurrent and output layers: keras (glorot-uniform kernels, "
+                            "orthogonal recurrent kernels, forget-gate bias 1, zero biases) or torch (PyTorch's "
+                            "uniform +-1/sqrt(H) weights and random biases)")
+    # N(0, 1), not Keras's +-0.05: with a tiny embedding the first layer barely sees its input and an LSTM sits on
+    # a plateau for its first hundreds of steps (2x256, B64 T100 on tiny-shakespeare: 2.39 bpc after 400 steps
+    # against 2.86; docs/study.md).
+    embedding_init: str = _f("normal", "initial embedding: normal (N(0, 1), PyTorch's) or uniform (+-0.05, Keras's)")
     implementation: str = _f("auto", "recurrent kernels: auto (tfchar's fused CPU layers without a GPU, Keras/cuDNN "
                                      "with one), keras or fused; the weights are the same either way")
 
     def validate(self) -> None:
         _choice(self, "cell", choices.CELLS)
         _choice(self, "implementation", choices.IMPLEMENTATIONS)
+        _choice(self, "init", choices.INITS)
+        _choice(self, "embedding_init", choices.EMBEDDING_INITS)
         _positive(self, "rnn_size", "num_layers", "embedding_dim")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout = {self.dropout} is outside [0, 1): use e.g. 0.25")
+        for key in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"model.{key} = {getattr(self, key)} is outside [0, 1): use e.g. 0.25")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _f(50, "passes over the training split")
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = no limit; for smoke runs)")
-    learning_rate: float = _f(2e-3, "Adam learning rate")
-    lr_decay: float = _f(0.97, "multiply the learning rate by this each epoch after lr_decay_after (char-rnn)")
-    lr_decay_after: int = _f(10, "epochs at the full learning rate before decay starts (char-rnn)")
+    time_budget: float = _f(0.0, "stop when this much time is spent, evaluations included: seconds or e.g. "
+                                 "\"10m\", \"90s\", \"1h\" (0 = none; epochs and max_steps still apply)",
+                            parse=parse_duration)
+    learning_rate: float = _f(2e-3, "Adam learning rate (the peak rate of the cosine schedule)")
+    lr_schedule: str = _f("char-rnn", "char-rnn: full rate, then x lr_decay per epoch after lr_decay_after epochs; "
+                                      "cosine: linear warm-up over warmup_steps, then cosine decay to "
+                                      "lr_final_ratio x learning_rate at the end of the run (time_budget, max_steps "
+                                      "or epochs, whichever ends it first)")
+    lr_decay: float = _f(0.97, "char-rnn schedule: multiply the learning rate by this each epoch after "
+                               "lr_decay_after")
+    lr_decay_after: int = _f(10, "char-rnn schedule: epochs at the full learning rate before decay starts")
+    warmup_steps: int = _f(0, "cosine schedule: steps of linear warm-up from learning_rate / warmup_steps")
+    lr_final_ratio: float = _f(0.1, "cosine schedule: the learning rate at the end of the run, as a fraction of "
+                                    "learning_rate")
+    weight_decay: float = _f(0.0, "decoupled weight decay of the weight matrices (AdamW, Loshchilov and Hutter "
+                                  "2019; biases and layer-norm scales are not decayed; 0 = plain Adam)")
+    adam_epsilon: float = _f(1e-7, "Adam's epsilon (Keras's default 1e-7; PyTorch's is 1e-8)")
+    adam_beta2: float = _f(0.999, "Adam's second-moment decay (0.99 adapts faster in short runs)")
     grad_clip: float = _f(5.0, "clip gradients to this global norm (0 = off)")
     scheme: str = _f("stateful", "stateful: contiguous streams, state carried; windows: shuffled windows from zero state; "
                      "overlap: shuffled overlapping windows; single_loss: loss on the last position only")
     stride: int = _f(0, "overlap scheme: offset between window starts (0 = seq_length // 2)")
     burn_in: int = _f(0, "overlap scheme: leading positions of each window left out of the loss")
     eval_every: int = _f(1000, "evaluate on the validation split every N steps (and at each epoch end; 0 = epoch ends only)")
+    eval_period: float = _f(0.0, "also evaluate every this much training time: seconds or e.g. \"2m\" (0 = off)",
+                            parse=parse_duration)
     eval_chars: int = _f(200_000, "characters each evaluation scores: the first eval_chars/8 of each of the 8 contiguous "
                                   "validation streams, the same ones every time (0 = the whole split)")
     backup_every_s: int = _f(180, "seconds of training between backup checkpoints (weights, optimizer, data position; "
@@ -121,6 +189,14 @@ class TrainConfig:
             raise ConfigError("train.lr_decay_after must be >= 0")
         if self.grad_clip < 0:
             raise ConfigError(f"train.grad_clip = {self.grad_clip} must be >= 0 (0 = no clipping)")
+        _choice(self, "lr_schedule", choices.LR_SCHEDULES)
+        _non_negative(self, "warmup_steps", "weight_decay")
+        if not 0.0 <= self.lr_final_ratio <= 1.0:
+            raise ConfigError(f"train.lr_final_ratio = {self.lr_final_ratio} must be in [0, 1], e.g. 0.1")
+        if not (0.0 < self.adam_epsilon < 1.0):
+            raise ConfigError(f"train.adam_epsilon = {self.adam_epsilon} must be in (0, 1), e.g. 1e-7")
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise ConfigError(f"train.adam_beta2 = {self.adam_beta2} must be in (0, 1), e.g. 0.999")
         _choice(self, "scheme", choices.SCHEMES)
         _choice(self, "strategy", choices.STRATEGIES)
         if self.name and (os.sep in self.name or self.name.startswith(".")):
@@ -213,6 +289,11 @@ def field_types(section: str) -> dict[str, type]:
     return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(cls)}
 
 
+def _parser(section: str, key: str):
+    """The field's own `parse` function, if it has one (durations)."""
+    return next(f.metadata.get("parse") for f in dataclasses.fields(_SECTION_CLASSES[section]) if f.name == key)
+
+
 def _coerce(section: str, key: str, value: Any, from_text: bool):
     """Check (TOML) or parse (command line) one value against the field's type."""
     types = field_types(section)
@@ -220,6 +301,9 @@ def _coerce(section: str, key: str, value: Any, from_text: bool):
         raise ConfigError(f"unknown key {section}.{key}; known {section} keys: {', '.join(types)}")
     want = types[key]
     name = f"{section}.{key}"
+    parse = _parser(section, key)
+    if parse is not None:
+        return parse(value, name)
     if from_text:
         text = str(value).strip()
         try:

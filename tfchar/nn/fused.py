@@ -449,7 +449,11 @@ class _FusedMixin:
         return [tf.convert_to_tensor(w) for w in (cell.kernel, cell.recurrent_kernel, bias)]
 
     def _states(self, initial_state):
-        return list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        """The initial states as tensors. A stateful layer passes its state variables, which it assigns the
+        final states right after the forward: the backward pass must see the values the forward started from
+        (the TF loops' backward reads h0 to rebuild the states before each step)."""
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        return [tf.convert_to_tensor(s) for s in states]
 
 
 @keras.saving.register_keras_serializable(package="tfchar")

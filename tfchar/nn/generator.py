@@ -2,7 +2,8 @@
 
 Keras recurrent layers lower to TensorList ops that TFLite builtins cannot run, so this module rewrites
 each cell with matmuls on the trained weights (read by layer name: `embedding`, `rnn_i`, `logits`,
-in Keras gate order) and runs time with `tf.while_loop`, which converts to TFLite `WHILE`. Every runtime
+in Keras gate order, and the optional `residual_i` and `norm_i` between layers; dropout is off in
+inference) and runs time with `tf.while_loop`, which converts to TFLite `WHILE`. Every runtime
 runs these signatures (SavedModel, TFLite, LiteRT.js, and in process), so a seed means the same text
 everywhere:
 
@@ -40,7 +41,7 @@ import tensorflow as tf
 from tfchar.core.choices import UNITS
 from tfchar.ops import draw
 from tfchar.ops import rng as rng_ops
-from tfchar.ops.cells import GATES, STATES_PER_LAYER, cell_step
+from tfchar.ops.cells import GATES, STATES_PER_LAYER, cell_step, layer_norm
 
 DEFAULT_CHUNK = 64  # K: code points per generate_chunk call (the export option export.chunk_size)
 NO_STOP = -1  # the stop code point that means "no stop"
@@ -50,9 +51,13 @@ CARRY = 2  # generate_chunk's carry: [generator state (0 = not seeded), last tok
 def keras_weights(model) -> dict:
     """The trained arrays of a char-RNN Keras model, by the layer-name contract of `tfchar.models`."""
     rnn = sorted((l for l in model.layers if l.name.startswith("rnn_")), key=lambda l: int(l.name[4:]))
+    names = {l.name: l for l in model.layers}
+    norms = [names.get(f"norm_{i}") for i in range(len(rnn))]
     return {"embedding": model.get_layer("embedding").get_weights()[0],
             "layers": [tuple(l.get_weights()) for l in rnn],  # (kernel [in, GH], recurrent [H, GH], bias)
-            "logits": tuple(model.get_layer("logits").get_weights())}  # (kernel [H, V], bias [V])
+            "logits": tuple(model.get_layer("logits").get_weights()),  # (kernel [H, V], bias [V])
+            "residual": [f"residual_{i}" in names for i in range(len(rnn))],  # output += input
+            "norms": [None if n is None else (*n.get_weights(), float(n.epsilon)) for n in norms]}  # (gamma, beta, epsilon)
 
 
 def _derived(weights: dict) -> dict:
@@ -71,11 +76,25 @@ def _derived(weights: dict) -> dict:
             in_bias, layer["recurrent_bias"] = bias[0], bias[1]
         if i == 0:
             layer["input_table"] = emb @ np.asarray(kernel, np.float32) + in_bias  # [V, GH]
+            if _residual(weights, 0):  # the first layer adds its input: the embedding row itself
+                layer["embedding"] = emb  # [V, E = H]
         else:
             layer["kernel"], layer["input_bias"] = np.asarray(kernel, np.float32), in_bias
+        norm = (weights.get("norms") or [None] * (i + 1))[i]
+        if norm is not None:
+            layer["norm_gamma"], layer["norm_beta"] = (np.asarray(a, np.float32) for a in norm[:2])
         out["layers"].append(layer)
     out["logits_kernel"], out["logits_bias"] = (np.asarray(w, np.float32) for w in weights["logits"])
     return out
+
+
+def _residual(weights: dict, i: int) -> bool:
+    return bool((weights.get("residual") or [False] * (i + 1))[i])
+
+
+def _norm_epsilons(weights: dict) -> list:
+    """Each layer's layer-norm epsilon, or None where the layer has no norm."""
+    return [None if n is None else float(n[2]) for n in (weights.get("norms") or [None] * len(weights["layers"]))]
 
 
 class Position(NamedTuple):
@@ -111,6 +130,8 @@ class CharGenerator(tf.Module):
         self.vocab_size = int(np.shape(weights["logits"][1])[0])
         self.unit = unit
         self.chunk_size = int(chunk_size)
+        self.residual = [_residual(weights, i) for i in range(self.num_layers)]
+        self.norm_epsilon = _norm_epsilons(weights)
         d = _derived(weights)
         var = lambda a, n: tf.Variable(a, trainable=False, name=n)
         self.layers = [{k: var(v, f"rnn_{i}/{k}") for k, v in layer.items()} for i, layer in enumerate(d["layers"])]
@@ -180,12 +201,22 @@ class CharGenerator(tf.Module):
             gh = gh + layer["recurrent_bias"]
         return cell_step(self.cell, gx, gh, parts)
 
+    def _between(self, i, token, x, h):
+        """What follows layer i's cell: its input x added (residual), then layer norm. h: [B, H] -> [B, H]."""
+        layer = self.layers[i]
+        if self.residual[i]:
+            h = h + (tf.gather(layer["embedding"], token) if i == 0 else x)
+        if self.norm_epsilon[i] is not None:
+            h = layer_norm(h, layer["norm_gamma"], layer["norm_beta"], self.norm_epsilon[i])
+        return h
+
     def _advance(self, token, parts):
         """Read one token per row: int32[B], state parts -> top layer output [B, H], new state parts."""
         n = STATES_PER_LAYER[self.cell]
         x, new = None, []
         for i in range(self.num_layers):
-            x, p = self._cell(i, token, x, parts[i * n:(i + 1) * n])
+            h, p = self._cell(i, token, x, parts[i * n:(i + 1) * n])
+            x = self._between(i, token, x, h)
             new += p
         return x, new
 

@@ -7,6 +7,8 @@ loops and the native C++ loops compute the same functions (their parity tests ho
     GRU, reset_after (z, r, n): h' = z * h + (1 - z) * tanh(xn + r * hn), the recurrent part with its bias
     RNN:                      h' = tanh(x + h)
 
+and what may stand between stacked layers: `layer_norm` (Keras's LayerNormalization over the last axis).
+
 Shapes: B batch, H hidden; gx = x @ W + b and gh = h @ U (+ b_rec for GRU) are [B, G*H].
 
 Example:
@@ -49,3 +51,11 @@ def cell_step(cell: str, gx, gh, parts: list) -> tuple:
         return h, [h, c]
     h = gru_step(gx, gh, parts[0]) if cell == "gru" else rnn_step(gx, gh)
     return h, [h]
+
+
+def layer_norm(x, gamma, beta, epsilon: float):
+    """Keras's LayerNormalization of x [B, H] over H: (x - mean) / sqrt(variance + epsilon) * gamma + beta."""
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)  # [B, 1]
+    centered = x - mean
+    variance = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)  # [B, 1]
+    return centered * tf.math.rsqrt(variance + epsilon) * gamma + beta

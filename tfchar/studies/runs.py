@@ -98,29 +98,49 @@ def train_run(name: str, source: str, setup: Setup, run_dir: Path, scheme: str =
                  "train.eval_every": max(1, setup.steps // setup.evals), "train.sample_length": 0,
                  "train.learning_rate": setup.learning_rate, "train.seed": setup.seed, "train.keep_checkpoints": 1,
                  "train.run_dir": str(run_dir), "export.on_finish": False}
-    cfg = config_lib.load_config(None, [f"--{k}={v}" for k, v in overrides.items()])
+    done = fit_run(name, None, overrides, run_dir, log)
+    history = done.history
+    row = {"run": name, "scheme": scheme, "cell": setup.cell, "rnn_size": setup.rnn_size,
+           "val_bpc": min((h["val_bpc"] for h in history), default=math.nan), "test_bpc": math.nan,
+           "wall_s": done.wall, "train_cps": train_speed(run_dir), "progressive_cps": math.nan,
+           "windowed_cps": math.nan, "diverged": done.diverged, "max_rise_bpc": _max_rise(history),
+           "history": [(h["time"], h["val_bpc"]) for h in history]}
+    if history:
+        row.update(_measure_checkpoint(run_dir, setup))
+    log(f"  {name}: val {row['val_bpc']:.3f} bpc, test {row['test_bpc']:.3f} bpc, {done.wall:.0f}s, "
+        f"{row['train_cps']:,.0f} train chars/s{' DIVERGED' if done.diverged else ''}")
+    return row
+
+
+@dataclass
+class FitRun:
+    """What a study learns from one fit: its config, history.jsonl, trainer clock, fit's result, divergence."""
+
+    cfg: config_lib.Config
+    history: list
+    wall: float
+    result: dict
+    diverged: bool
+
+
+def fit_run(name: str, pipeline, overrides: dict, run_dir: Path, log: Callable[[str], None] = print) -> FitRun:
+    """Train a study run from scratch: `pipeline` (a TOML file or None) with `{"section.key": value}` overrides,
+    quietly (one line on divergence). `wall` is the trainer's clock at the last evaluation."""
+    cfg = config_lib.load_config(pipeline, [f"--{k}={v}" for k, v in overrides.items()])
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a study run always starts over: its budget must be exact
-    start, diverged = time.time(), False
+    start, diverged, result = time.time(), False, {}
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the per-epoch progress bar: the study logs one line per run
-            wall = fit(cfg, run_dir, log=lambda s: None)["wall_time_s"]  # the trainer's clock, as history's "time"
+            result = fit(cfg, run_dir, log=lambda s: None)
+        wall = result["wall_time_s"]  # the trainer's clock, as history's "time"
     except TrainingDiverged as e:
         diverged, wall = True, time.time() - start
         log(f"  {name}: diverged ({e})")
     history = _history(run_dir)
     if history:  # the trainer's clock at the last evaluation: excludes teardown after the final step
         wall = history[-1]["time"]
-    row = {"run": name, "scheme": scheme, "cell": setup.cell, "rnn_size": setup.rnn_size,
-           "val_bpc": min((h["val_bpc"] for h in history), default=math.nan), "test_bpc": math.nan,
-           "wall_s": wall, "train_cps": _train_speed(run_dir), "progressive_cps": math.nan,
-           "windowed_cps": math.nan, "diverged": diverged, "max_rise_bpc": _max_rise(history),
-           "history": [(h["time"], h["val_bpc"]) for h in history]}
-    if history:
-        row.update(_measure_checkpoint(run_dir, setup))
-    log(f"  {name}: val {row['val_bpc']:.3f} bpc, test {row['test_bpc']:.3f} bpc, {wall:.0f}s, "
-        f"{row['train_cps']:,.0f} train chars/s{' DIVERGED' if diverged else ''}")
-    return row
+    return FitRun(cfg, history, wall, result, diverged)
 
 
 def _history(run_dir: Path) -> list[dict]:
@@ -139,7 +159,7 @@ def _max_rise(history: list[dict]) -> float:
     return rise
 
 
-def _train_speed(run_dir: Path) -> float:
+def train_speed(run_dir: Path) -> float:
     """Median of the trainer's chars_per_sec summaries: robust to the few windows that include an evaluation."""
     logdir = run_dir / "logs" / "train"
     if not logdir.is_dir():

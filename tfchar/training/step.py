@@ -1,7 +1,9 @@
-"""Compiled training and evaluation steps: cross-entropy (`ops.loss`), global-norm clipping, gradient norm.
+"""The optimizer, and the compiled training and evaluation steps: cross-entropy (`ops.loss`), global-norm
+clipping, gradient norm.
 
 Example:
-    step = make_train_step(model, keras.optimizers.Adam(2e-3), grad_clip=5.0)
+    optimizer = make_optimizer(cfg.train, HostRate(2e-3), model.trainable_variables)
+    step = make_train_step(model, optimizer, grad_clip=5.0)
     loss, grad_norm = step(x, y)  # x, y: int32[B, T]
 """
 
@@ -24,6 +26,24 @@ def _split_at_logits(model: keras.Model, batch_elements: int):
         return None
     chunks = -(-batch_elements * layer.units * 4 // LOGITS_CHUNK_BYTES)
     return (body, layer, chunks) if chunks > 1 else None
+
+
+def make_optimizer(train_cfg, rate, variables) -> keras.optimizers.Optimizer:
+    """Adam with the config's epsilon and beta2 and, if `weight_decay` > 0, decoupled weight decay (AdamW) of
+    the weight matrices (`variables` of rank >= 2: kernels, recurrent kernels, the embedding); biases and
+    layer-norm parameters are not decayed.
+
+    Args:
+        train_cfg: a `config.TrainConfig`.
+        rate: the learning rate (a float or a Keras schedule, e.g. `schedule.HostRate`).
+        variables: the model's trainable variables.
+    """
+    t = train_cfg
+    optimizer = keras.optimizers.Adam(learning_rate=rate, beta_2=t.adam_beta2, epsilon=t.adam_epsilon,
+                                      weight_decay=t.weight_decay or None)
+    if t.weight_decay:
+        optimizer.exclude_from_weight_decay(var_list=[v for v in variables if len(v.shape) < 2])
+    return optimizer
 
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, grad_clip: float,

@@ -12,6 +12,10 @@ backup checkpoints on a wall-clock interval, a checkpoint on Ctrl-C or SIGTERM, 
     build -> restore -> prepare -> run_epoch ... (evaluate_and_save every eval_every steps and at epoch ends)
           -> finish
 
+Before each step the learning rate is set from where the run stands (`schedule.learning_rate`), and after
+it the run stops if its time budget is spent (`budget.Budget`): a timed run ends with an evaluation of its
+final checkpoint, so what the user waits is the budget.
+
 Example:
     result = fit(load_config("pipelines/tiny_shakespeare.toml"), Path("runs/tiny_shakespeare"))
     result["best_val_bpc"]
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import tensorflow as tf
 
 from tfchar.core import config as config_lib
 from tfchar.core.errors import (CheckpointError, ConfigError, DataError, StorageError, TrainingDiverged,
@@ -45,11 +50,12 @@ from tfchar.runtimes.keras import KerasRuntime, KerasScorer
 from tfchar.training import finetune
 from tfchar.training.distribute import (distribute_dataset, is_chief, make_distributed_train_step, make_strategy,
                                         per_replica_batch)
+from tfchar.training.budget import Budget
 from tfchar.training.lock import RunLock
 from tfchar.training.progress import CountBar, ProgressBar
-from tfchar.training.schedule import EpochDecay
+from tfchar.training.schedule import HostRate, Position, learning_rate
 from tfchar.training.signals import StopFlag
-from tfchar.training.step import make_train_step
+from tfchar.training.step import make_optimizer, make_train_step
 from tfchar.training.summaries import Summaries
 
 TRAIN_SUMMARY_EVERY = 20  # steps per TensorBoard training point (averaged over them)
@@ -66,6 +72,7 @@ class TrainState:
     val_loss: float | None = None
     elapsed: float = 0.0  # training seconds so far, evaluations included, across resumes
     eval_step: int | None = None  # step of the last evaluation, -1: none yet (None in older checkpoints: this one's)
+    eval_seconds: float = 0.0  # the longest evaluation so far: the time budget's reserve for the final one
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainState":
@@ -100,7 +107,8 @@ class Session:
     chief: bool
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
-    schedule: EpochDecay
+    schedule: HostRate
+    budget: Budget
     n_params: int
     state: TrainState = field(default_factory=lambda: TrainState(eval_step=-1))
     rnn_state: list | None = None  # carried state to put back when a resumed epoch continues
@@ -110,6 +118,8 @@ class Session:
     summaries: Summaries | None = None
     history: object = None  # history.jsonl, open for appending
     last_eval_step: int = -1
+    out_of_time: bool = False  # the time budget is spent: the run ends with a final evaluation
+    stepped: bool = False  # a step has run in this process (its first traced the compiled step)
     started: float = field(default_factory=time.time)
     elapsed_before: float = 0.0
     stop: StopFlag | None = None  # SIGINT/SIGTERM while training (fit's)
@@ -138,8 +148,8 @@ class Session:
         return self.state.epoch + self.state.batch_in_epoch / self.steps_per_epoch
 
     def done(self) -> bool:
-        """max_steps reached (the epochs loop ends by itself)."""
-        return bool(self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps)
+        """max_steps reached or the time budget spent (the epochs loop ends by itself)."""
+        return self.out_of_time or bool(self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps)
 
     def close(self) -> None:
         """Close the history file and the TensorBoard writers, release the lock (once; also after an error)."""
@@ -181,15 +191,22 @@ def build(cfg: config_lib.Config, run_dir: Path, log) -> Session:
         model = build_from_config(m, len(corpus.vocab), batch_size=per_replica_batch(strategy, d.batch_size),
                                   seq_length=d.seq_length, stateful=t.scheme == "stateful", seed=t.seed,
                                   fast="keras" if distributed else m.implementation)
-        schedule = EpochDecay(t.learning_rate, t.lr_decay, t.lr_decay_after, steps_per_epoch)
-        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        schedule = HostRate(t.learning_rate)
+        optimizer = make_optimizer(t, schedule, model.trainable_variables)
     if distributed:
         log(f"strategy {t.strategy}: {strategy.num_replicas_in_sync} replicas x "
             f"{per_replica_batch(strategy, d.batch_size)} streams")
     s = Session(cfg, run_dir, log, corpus, steps_per_epoch, data_lib.loss_weights(t.scheme, d.seq_length, t.burn_in),
-                strategy, chief, model, optimizer, schedule, param_count(model), source=source)
+                strategy, chief, model, optimizer, schedule, _budget(t, steps_per_epoch), param_count(model),
+                source=source)
     _log_model(s)
     return s
+
+
+def _budget(t: config_lib.TrainConfig, steps_per_epoch: int) -> Budget:
+    """The run's horizons: the time budget, and max_steps or the epochs' steps, whichever is fewer."""
+    steps = t.epochs * steps_per_epoch
+    return Budget(seconds=t.time_budget, total_steps=min(t.max_steps, steps) if t.max_steps else steps)
 
 
 def run_corpus(cfg: config_lib.Config, run_dir: Path, source, log) -> Corpus:
@@ -282,6 +299,7 @@ def _load_checkpoint(s: Session, ckpt: Path) -> None:
         ckpt_lib.load_optimizer(s.optimizer, s.model, ckpt)
     s.rnn_state = ckpt_lib.load_rnn_state(ckpt) if s.stateful and not s.distributed else None
     s.state = state
+    s.budget.record_eval(state.eval_seconds)
     s.last_eval_step = state.step if state.eval_step is None else state.eval_step
 
 
@@ -293,9 +311,14 @@ def prepare(s: Session) -> None:
         s.train_step = make_distributed_train_step(s.strategy, s.model, s.optimizer, t.grad_clip, s.loss_weights)
     else:
         s.train_step = make_train_step(s.model, s.optimizer, t.grad_clip, s.loss_weights)
+        batch = tf.TensorSpec([s.cfg.data.batch_size, s.cfg.data.seq_length], tf.int32)
+        s.train_step.get_concrete_function(batch, batch)  # traced before the clock starts: the budget trains
     s.scorer = KerasScorer(m, vocab_size)
-    if t.sample_length:
-        s.preview = KerasRuntime(build_from_config(m, vocab_size, batch_size=1, stateful=True), s.corpus.vocab, s.cfg)
+    s.scorer.score(s.model, s.corpus.val, limit=1)  # traces its step now, before the run's clock starts
+    if t.sample_length and s.chief:
+        s.preview = _make_preview(s)
+    if t.time_budget and s.chief:
+        _rehearse_evaluation(s)
     s.summaries = Summaries(s.run_dir / "logs", s.cfg, s.n_params)
     s.history = open(s.run_dir / "history.jsonl", "a", encoding="utf-8")
     s.started, s.elapsed_before = time.time(), s.state.elapsed
@@ -319,25 +342,68 @@ def run_epoch(s: Session, stop: StopFlag) -> None:
     ds = distribute_dataset(s.strategy, epoch_data, d.batch_size) if s.distributed else epoch_data()
     bar = ProgressBar(s.steps_per_epoch, s.state.batch_in_epoch, f"epoch {s.state.epoch + 1}/{t.epochs}")
     window = Window()
-    for x, y in ds:  # the dataset ends at max_steps too (stop=last_batch): no break, no abandoned iterator
+    mark = time.perf_counter()
+    for x, y in ds:  # the dataset ends at max_steps (stop=last_batch); only a spent time budget breaks out
+        _set_rate(s)
         loss, norm = s.train_step(x, y)
         _count_step(s, float(loss), float(norm), bar, window)
+        if s.stepped:  # the session's first step traces the compiled step: not what the next one will cost
+            s.budget.record_step(time.perf_counter() - mark)
+        s.stepped = True
         if stop.stop:
             _save_interrupted(s)
-        if t.eval_every and s.state.step % t.eval_every == 0 and s.state.batch_in_epoch < s.steps_per_epoch:
+        if _eval_due(s):
             bar.close()
             _evaluate(s, "eval")
         elif _backup_due(s):
             save_backup(s)
             if stop.stop:  # the signal came during the backup: stop before another step
                 _save_interrupted(s)
-        if s.done():
+        if s.done() or _time_is_up(s):
             bar.close()
-    if not s.done():
+            break
+        mark = time.perf_counter()
+    if s.state.batch_in_epoch >= s.steps_per_epoch:
         s.state.epoch += 1
         s.state.batch_in_epoch = 0
-    if s.last_eval_step != s.state.step:
-        _evaluate(s, "max_steps reached:" if s.done() else "end of epoch")
+    if s.last_eval_step != s.state.step and (s.done() or s.budget.eval_fits(s.elapsed())):
+        reason = "time budget spent:" if s.out_of_time else "max_steps reached:" if s.done() else "end of epoch"
+        _evaluate(s, reason)
+    _time_is_up(s)  # an epoch end's evaluation may have spent the rest of the budget: then it was the final one
+
+
+def _set_rate(s: Session) -> None:
+    """Set the learning rate of the coming step from the step, the epoch and the run's progress."""
+    progress = s.budget.progress(s.state.step, s.elapsed())
+    s.schedule.set(learning_rate(s.cfg.train, Position(s.state.step, s.state.epoch, progress)))
+
+
+def _eval_due(s: Session) -> bool:
+    """Every eval_every steps and every eval_period seconds, except at an epoch's end (evaluated anyway) and
+    where the time budget leaves room only for the final evaluation."""
+    t = s.cfg.train
+    if s.state.batch_in_epoch >= s.steps_per_epoch:
+        return False
+    by_steps = bool(t.eval_every) and s.state.step % t.eval_every == 0
+    by_time = bool(t.eval_period) and s.elapsed() // t.eval_period > s.state.elapsed // t.eval_period
+    return (by_steps or by_time) and s.budget.eval_fits(s.elapsed())
+
+
+def _time_is_up(s: Session) -> bool:
+    """True (and remembered) when the time budget leaves no room for another step and the final evaluation."""
+    s.out_of_time = s.out_of_time or s.budget.spent(s.elapsed())
+    return s.out_of_time
+
+
+def _rehearse_evaluation(s: Session) -> None:
+    """A timed run: do an evaluation's work once before the clock starts (score, write a checkpoint into a
+    scratch dir, sample), so the reserve for the final evaluation is known from the first step."""
+    started = time.time()
+    s.scorer.score(s.model, s.corpus.val, limit=s.cfg.train.eval_chars)
+    with tempfile.TemporaryDirectory(dir=s.run_dir, prefix=".rehearsal-") as scratch:
+        ckpt_lib.save_checkpoint(Path(scratch), "rehearsal", s.model, s.optimizer, s.state.to_json())
+    _preview_text(s)
+    s.budget.eval_estimate = time.time() - started
 
 
 def _count_step(s: Session, loss: float, norm: float, bar: ProgressBar, window: Window) -> None:
@@ -354,8 +420,7 @@ def _count_step(s: Session, loss: float, norm: float, bar: ProgressBar, window: 
     speed = window.steps * d.batch_size * d.seq_length / max(now - window.start, 1e-9)
     bar.update(s.state.batch_in_epoch, loss, speed)
     if window.steps >= TRAIN_SUMMARY_EVERY or s.state.batch_in_epoch == s.steps_per_epoch:
-        lr = float(keras.ops.convert_to_numpy(s.schedule(s.optimizer.iterations)))
-        s.summaries.train(s.state.step, window.loss / window.steps, window.norm / window.steps, lr, speed)
+        s.summaries.train(s.state.step, window.loss / window.steps, window.norm / window.steps, s.schedule.get(), speed)
         window.start, window.steps, window.loss, window.norm = now, 0, 0.0, 0.0
 
 
@@ -433,6 +498,7 @@ def evaluate_and_save(s: Session, reason: str) -> None:
     s.last_eval_step = s.state.step
     if not s.chief:
         return
+    started = time.time()
     val = _score_validation(s)
     if not math.isfinite(val["nats"]):  # weights already broken: never checkpoint them
         _diverged(s, f"the validation loss became {val['nats']}")
@@ -457,6 +523,18 @@ def evaluate_and_save(s: Session, reason: str) -> None:
           f"{val['bpc']:.4f} bpc{' (best)' if is_best else ''} -> {path.name}")
     if s.progress is not None:  # the Python API's hook: a notebook plots the curve as it comes
         s.progress(s.state.step, val["bpc"], sample or "")
+    s.budget.record_eval(time.time() - started)
+    s.state.eval_seconds = s.budget.reserve
+
+
+def _make_preview(s: Session) -> KerasRuntime:
+    """The sampler of the TensorBoard text: the exported generator reading the training model's weights.
+
+    One sample of one character traces its graph now, before the run's clock starts, so that the first
+    evaluation costs what every later one does (a few hundred generator steps)."""
+    preview = KerasRuntime(s.model, s.corpus.vocab, s.cfg)
+    preview.generate(s.corpus.vocab.encode("\n", unknown="skip"), 1, seed=s.cfg.train.seed)
+    return preview
 
 
 def _append_history(s: Session, record: dict) -> None:
@@ -472,8 +550,7 @@ def _preview_text(s: Session) -> str | None:
     """A sample of the current weights (after a newline), with the exported sampler, for TensorBoard."""
     if s.preview is None:
         return None
-    s.preview.model.set_weights(s.model.get_weights())
-    s.preview.refresh()
+    s.preview.refresh()  # copies the training model's weights into the generator: its state is not touched
     t = s.cfg.train
     codepoints = s.preview.generate(s.corpus.vocab.encode("\n", unknown="skip"), t.sample_length, seed=t.seed)[0]
     return s.corpus.vocab.decode_codepoints(codepoints)
