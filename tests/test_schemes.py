@@ -159,9 +159,10 @@ def test_windowed_sampling_with_a_long_window_is_progressive_sampling(generator,
     _, runtime = generator
     prime = corpus.vocab.encode("ROMEO:")
     knobs = dict(temperature=0.8, top_k=5, top_p=0.95, seed=11, num_samples=2)
-    progressive = np.concatenate(list(runtime.generator.stream(prime, 40, **knobs)), axis=1)
-    windowed = windowed_sample(runtime, prime, 40, window=46, **knobs)
-    assert windowed.shape == (2, 40) and np.array_equal(windowed, progressive)  # same draws, same seeds
+    progressive = np.stack(runtime.generate(prime, 40, **knobs))  # code points [2, 40]
+    windowed = windowed_sample(runtime, prime, 40, window=46, **knobs)  # token ids [2, 40]
+    codepoints = np.asarray(runtime.vocab.codepoints)[windowed]
+    assert windowed.shape == (2, 40) and np.array_equal(codepoints, progressive)  # same draws, same seeds
 
 
 def test_windowed_sampling_reads_only_the_last_k_characters(generator, corpus):
