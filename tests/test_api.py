@@ -200,7 +200,7 @@ def test_a_shipped_model_is_found_by_name_from_any_folder(tmp_path, monkeypatch)
 
     monkeypatch.chdir(tmp_path)
     lm = tfchar.load("tiny_shakespeare")
-    assert lm.path == shipped("saved_models/tiny_shakespeare") and lm.config.model.rnn_size == 384
+    assert lm.path == shipped("saved_models/tiny_shakespeare") and lm.config.model.rnn_size == 320
     text = lm.generate("ROMEO:", length=40, seed=7)
     assert text == sample("tiny_shakespeare", prime="ROMEO:", length=40, seed=7, out=False)[0]
     (tmp_path / "t.txt").write_text("To be, or not to be, that is the question.\n")
