@@ -43,7 +43,7 @@ def test_the_card_states_the_training_command_time_and_figures(metrics):
     card = (SHIPPED / "MODEL_CARD.md").read_text()
     assert "- Command: `python -m tfchar.fit --" in card and "--model.rnn_size=" in card  # reproduces the run
     assert " steps (" in card and " epochs) in " in card  # steps and wall time, from the run's result.json
-    assert f"{metrics['test_bpc']:.3f}" in card
+    assert f"{metrics['test_bpc']:.4f}" in card
     for signature in SIGNATURES:
         assert f"`{signature}`" in card
 
