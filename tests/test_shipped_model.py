@@ -48,7 +48,8 @@ def test_the_card_states_the_training_command_time_and_figures(metrics):
         assert f"`{signature}`" in card
 
 
-def test_model_keras_opens_without_tfchar_and_has_the_trained_weights():
+def test_model_keras_opens_in_stock_keras_with_the_shipped_width():
+    # opening it in a process without tfchar is tests/test_keras_files.py's job; here: it is the shipped network
     model = keras.saving.load_model(SHIPPED / "model.keras", compile=False)
     config = (SHIPPED / "config.toml").read_text()
     assert f"rnn_size = {model.get_layer('rnn_0').units}" in config
