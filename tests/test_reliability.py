@@ -107,16 +107,26 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(small_text_file, tmp_path):
 # ---------------------------------------------------------------- backups and kill -9
 
 
-def test_kill_9_resumes_from_the_backup_on_the_same_curve(small_text_file, tmp_path):
+@pytest.fixture(scope="module")
+def one_long_epoch_file(tmp_path_factory, shakespeare_text) -> Path:
+    """600,000 characters: one epoch of the tiny model is about 2,100 steps, so 2,000 steps end no epoch."""
+    path = tmp_path_factory.mktemp("long") / "input.txt"
+    path.write_text(shakespeare_text[:600_000], encoding="utf-8")
+    return path
+
+
+def test_kill_9_resumes_from_the_backup_on_the_same_curve(one_long_epoch_file, tmp_path):
     # dropout 0 (the command line's default pipeline has 0.1): the resumed run must reproduce the curve exactly.
-    # The step is traced before the clock starts, so backups come only after a second of stepping: 2,000 tiny
-    # steps (a few seconds on any machine) and no evaluation before the end keep one on disk for most of the run.
+    # Every evaluation's checkpoint replaces the backup, and an epoch ends with one: within a single epoch and with
+    # no evaluation before the end, a backup (one a second, after the traced first step) stays on disk for the
+    # rest of the run, however fast the machine steps.
     steps = {"train.max_steps": 2000, "train.eval_every": 0, "train.backup_every_s": 1, "train.sample_length": 0,
              "model.dropout": 0.0}
     straight = tmp_path / "straight"
-    train(small_text_file, straight, **steps)
+    train(one_long_epoch_file, straight, **steps)
+    assert json.loads((straight / "history.jsonl").read_text().splitlines()[0])["step"] == 2000  # one evaluation
     run_dir = tmp_path / "killed"
-    proc = fit_process(small_text_file, run_dir, tmp_path, **steps)
+    proc = fit_process(one_long_epoch_file, run_dir, tmp_path, **steps)
     backups = lambda: [p for p in (run_dir / "checkpoints").glob("backup_step*") if p.is_dir()]  # noqa: E731
     try:
         wait_for(lambda: (run_dir / "checkpoints").is_dir() and backups(), proc, "a backup checkpoint")
