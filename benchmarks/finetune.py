@@ -17,6 +17,7 @@ Markdown table for the README; `--plot FILE` also draws the curves.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -89,8 +90,7 @@ def main() -> None:
     text = Path(args.text).resolve() if args.text else licence_text(work / "licences.txt")
     base = open_source(str(ROOT / args.base) if (ROOT / args.base).exists() else args.base)
     m = base.config.model
-    arch = [f"--model.cell={m.cell}", f"--model.rnn_size={m.rnn_size}", f"--model.num_layers={m.num_layers}",
-            f"--model.embedding_dim={m.embedding_dim}", f"--model.dropout={m.dropout}", f"--data.unit={base.config.data.unit}"]
+    arch = model_flags(base.config) + [f"--data.unit={base.config.data.unit}"]
     common = [f"--data.source={text}", f"--data.cache_dir={work / 'cache'}", "--train.sample_length=0",
               "--train.keep_checkpoints=1"]
     print(f"text: {text} ({text.stat().st_size:,} bytes); base: {base.path} ({m.num_layers}x{m.rnn_size} {m.cell})")
@@ -113,6 +113,16 @@ def main() -> None:
     report(runs, budget, text)
     if args.plot:
         plot(runs, Path(args.plot))
+
+
+def model_flags(cfg) -> list[str]:
+    """The base model's whole [model] section as flags: the run from scratch builds the same network (layer
+    norm, locked dropout, residual adds and initialisation included), only its weights are new."""
+    flags = []
+    for key, value in dataclasses.asdict(cfg.model).items():
+        if key != "implementation":  # how the kernels run, not what they compute
+            flags.append(f"--model.{key}={str(value).lower() if isinstance(value, bool) else value}")
+    return flags
 
 
 def time_budget(args, scratch: list[str], work: Path) -> list[str]:

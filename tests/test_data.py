@@ -3,7 +3,7 @@ import pytest
 
 from tfchar.core.config import DataConfig
 from tfchar.data.corpus import load_corpus
-from tfchar.data.pipeline import check_fits, loss_weights, make_dataset, num_batches
+from tfchar.data.pipeline import check_fits, epoch_batches, loss_weights, make_dataset, num_batches
 from tfchar.ops.streams import stream_view
 from tfchar.core.errors import DataError
 
@@ -25,6 +25,19 @@ def test_stateful_rows_continue_across_batches(ids):
         np.testing.assert_array_equal(row_y, ids[i * L + 1:i * L + 1 + len(row_y)])
     for k in range(len(batches) - 1):  # row i of batch k+1 starts where row i of batch k ended
         np.testing.assert_array_equal(batches[k + 1][0][:, 0], batches[k][1][:, -1])
+
+
+@pytest.mark.parametrize("scheme", ["stateful", "windows", "overlap"])
+def test_the_in_thread_feed_gives_the_datasets_batches(ids, scheme):
+    # the single-device trainer reads epoch_batches; a distribution strategy reads make_dataset
+    args = (ids, 4, 30, scheme, 3, 2, 0, 5, 40)  # seed 3, epoch 2, resumed at batch 5, stop before batch 40
+    fed = [(x.numpy(), y.numpy()) for x, y in epoch_batches(*args)]
+    piped = [(x.numpy(), y.numpy()) for x, y in make_dataset(*args)]
+    assert len(fed) == len(piped) == 35
+    for (fx, fy), (px, py) in zip(fed, piped):
+        assert fx.dtype == np.int32 and fx.shape == (4, 30)
+        np.testing.assert_array_equal(fx, px)
+        np.testing.assert_array_equal(fy, py)
 
 
 def test_stream_view_does_not_copy(ids):

@@ -9,11 +9,13 @@ be carried across batches. The other schemes draw shuffled windows, each meant t
 Batches are sliced from a strided view of the (memory-mapped) id array, so no scheme copies the corpus.
 
 Example:
-    ds = make_dataset(corpus.train, batch_size=50, seq_length=50)  # (x, y) int32[B, T] pairs
-    for x, y in ds.take(1): ...
+    for x, y in epoch_batches(corpus.train, batch_size=50, seq_length=50): ...  # (x, y) int32[B, T] pairs
+    ds = make_dataset(corpus.train, batch_size=50, seq_length=50)             # the same, as tf.data
 """
 
 from __future__ import annotations
+
+from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -60,9 +62,9 @@ def check_fits(n_ids: int, batch_size: int, seq_length: int, split: str, scheme:
                     f"fits is {max_batch}, at this batch_size the largest seq_length is {max_seq} (or use {fix})")
 
 
-def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str = "stateful", seed: int = 0,
-                 epoch: int = 0, stride: int = 0, start: int = 0, stop: int | None = None) -> tf.data.Dataset:
-    """One epoch of (x, y) int32[B, T] batches, y = x shifted by one character.
+def batch_windows(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str = "stateful", seed: int = 0,
+                  epoch: int = 0, stride: int = 0, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+    """One epoch's batches as int32[B, T + 1] windows (x = w[:, :-1], y = w[:, 1:]), in order.
 
     Args:
         ids: token ids of one split, int[N] (a memmap is fine).
@@ -71,8 +73,7 @@ def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str 
         seed, epoch: fix the shuffle order of the window schemes.
         stride: window offset for the overlapping schemes (0 = default).
         start: skip this many batches (resume in the middle of an epoch).
-        stop: end the epoch before this batch (a run's max_steps): the generator finishes by itself, since
-            abandoning a generator-backed iterator mid-stream can stall its teardown.
+        stop: end the epoch before this batch (a run's max_steps).
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}")
@@ -81,22 +82,42 @@ def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str 
         view = stream_view(ids, batch_size)  # [B, L + 1]
         count = num_batches(len(ids), batch_size, T)
         count = count if stop is None else min(count, stop)
+        for k in range(start, count):
+            yield view[:, k * T:k * T + T + 1].astype(np.int32)  # [B, T + 1]
+        return
+    step = default_stride(scheme, T, stride)
+    order = window_order(_num_windows(len(ids), T, step), seed, epoch)
+    count = len(order) // batch_size
+    count = count if stop is None else min(count, stop)
+    # [W, T + 1]: window j = ids[j*step : j*step + T + 1]
+    windows = np.lib.stride_tricks.as_strided(ids, shape=(len(order), T + 1),
+                                              strides=(step * ids.strides[0], ids.strides[0]), writeable=False)
+    for k in range(start, count):
+        yield windows[np.sort(order[k * batch_size:(k + 1) * batch_size])].astype(np.int32)
 
-        def batches():
-            for k in range(start, count):
-                yield view[:, k * T:k * T + T + 1].astype(np.int32)  # [B, T + 1]
-    else:
-        step = default_stride(scheme, T, stride)
-        order = window_order(_num_windows(len(ids), T, step), seed, epoch)
-        count = len(order) // batch_size
-        count = count if stop is None else min(count, stop)
-        # [W, T + 1]: window j = ids[j*step : j*step + T + 1]
-        windows = np.lib.stride_tricks.as_strided(ids, shape=(len(order), T + 1),
-                                                  strides=(step * ids.strides[0], ids.strides[0]), writeable=False)
 
-        def batches():
-            for k in range(start, count):
-                yield windows[np.sort(order[k * batch_size:(k + 1) * batch_size])].astype(np.int32)
+def epoch_batches(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str = "stateful", seed: int = 0,
+                  epoch: int = 0, stride: int = 0, start: int = 0,
+                  stop: int | None = None) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+    """The batches of `make_dataset` (same arguments) as (x, y) int32[B, T] tensors made in the calling thread:
+    the single-device training feed. Slicing a batch takes microseconds, so nothing is gained by tf.data's
+    threads, and a loop may stop anywhere: tearing down a generator-backed tf.data iterator can block its
+    thread for seconds (it waits for a tf.data thread that needs the GIL), which a time budget cannot afford."""
+    for w in batch_windows(ids, batch_size, seq_length, scheme, seed, epoch, stride, start, stop):
+        yield tf.convert_to_tensor(w[:, :-1]), tf.convert_to_tensor(w[:, 1:])
+
+
+def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str = "stateful", seed: int = 0,
+                 epoch: int = 0, stride: int = 0, start: int = 0, stop: int | None = None) -> tf.data.Dataset:
+    """One epoch of (x, y) int32[B, T] batches, y = x shifted by one character, as a tf.data pipeline (what a
+    distribution strategy splits over its replicas). Arguments as `batch_windows`; `stop` lets the generator
+    finish by itself, since abandoning a generator-backed iterator mid-stream can stall its teardown."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}")
+    T = seq_length
+
+    def batches():
+        return batch_windows(ids, batch_size, T, scheme, seed, epoch, stride, start, stop)
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec((batch_size, T + 1), tf.int32))
     ds = ds.map(lambda w: (w[:, :-1], w[:, 1:]), num_parallel_calls=tf.data.AUTOTUNE)

@@ -335,11 +335,12 @@ def run_epoch(s: Session, stop: StopFlag) -> None:
     s.rnn_state = None
     last_batch = s.state.batch_in_epoch + t.max_steps - s.state.step if t.max_steps else None
 
-    def epoch_data():
-        return data_lib.make_dataset(s.corpus.train, d.batch_size, d.seq_length, t.scheme, t.seed, s.state.epoch,
-                                     t.stride, start=s.state.batch_in_epoch, stop=last_batch)
-
-    ds = distribute_dataset(s.strategy, epoch_data, d.batch_size) if s.distributed else epoch_data()
+    args = (s.corpus.train, d.batch_size, d.seq_length, t.scheme, t.seed, s.state.epoch, t.stride,
+            s.state.batch_in_epoch, last_batch)
+    if s.distributed:  # tf.data, which the strategy splits over its replicas
+        ds = distribute_dataset(s.strategy, lambda: data_lib.make_dataset(*args), d.batch_size)
+    else:  # made in this thread: a spent time budget may stop the loop at any batch without a stall
+        ds = data_lib.epoch_batches(*args)
     bar = ProgressBar(s.steps_per_epoch, s.state.batch_in_epoch, f"epoch {s.state.epoch + 1}/{t.epochs}")
     window = Window()
     mark = time.perf_counter()
