@@ -20,6 +20,7 @@ from tfchar.core.errors import CheckpointError, ConfigError
 from tfchar.core.vocab import Vocab
 from tfchar.exporting import exporter, model_card
 from tfchar.nn.checkpoint import point, save_checkpoint
+from tfchar.nn import generator as generator_lib
 from tfchar.nn.generator import CharGenerator
 from tfchar.nn.models import build_model
 from tfchar.ops.rng import sample_seeds
@@ -146,6 +147,22 @@ def test_recipe_model_exports_in_parity(tmp_path_factory, shakespeare_text, cell
     want_text = CharGenerator.from_keras(r.model, r.vocab).generate(
         tf.constant(prime), 60, 0.8, 0, 1.0, 5)["codepoints"].numpy().tolist()
     assert tflite_generate(r.out / "model.tflite", prime, 60, temperature=0.8, seed=5).tolist() == want_text
+
+
+def test_a_large_input_table_is_not_folded_and_the_step_stays_in_parity(tmp_path_factory, shakespeare_text,
+                                                                       monkeypatch, tmp_path):
+    # A large vocabulary's [V, GH] table would dwarf the embedding and kernel it replaces: layer 0 then gathers
+    # the embedding row and multiplies (here forced on the recipe model, whose first layer also adds its input).
+    r = exported(tmp_path_factory, shakespeare_text[:60_000], "lstm", int8=False, model_keys=dict(RECIPE_KEYS))
+    monkeypatch.setattr(generator_lib, "FOLD_LIMIT", 0)
+    gen = CharGenerator.from_keras(r.model, r.vocab)
+    assert "input_table" not in gen.layers[0] and {"embedding", "kernel", "input_bias"} <= set(gen.layers[0])
+    tf.saved_model.save(gen, str(tmp_path / "saved_model"), signatures=gen.signatures())
+    (tmp_path / "model.tflite").write_bytes(exporter.to_tflite(tmp_path / "saved_model"))
+    ids = r.splits["test"][:120]
+    want = keras_logits(r.model, ids)
+    for step in (SavedModelRuntime(tmp_path / "saved_model").step, TFLiteRuntime(tmp_path / "model.tflite").step):
+        np.testing.assert_allclose(run_steps(step, ids, r.metrics["state_size"]), want, atol=1e-5, rtol=0)
 
 
 def test_step_runs_parallel_streams(lstm_export):

@@ -45,6 +45,7 @@ from tfchar.ops.cells import GATES, STATES_PER_LAYER, cell_step, layer_norm
 
 DEFAULT_CHUNK = 64  # K: code points per generate_chunk call (the export option export.chunk_size)
 NO_STOP = -1  # the stop code point that means "no stop"
+FOLD_LIMIT = 1 << 20  # floats (4 MB): a larger layer-0 input table is folded only if no larger than what it replaces
 CARRY = 2  # generate_chunk's carry: [generator state (0 = not seeded), last token id + 1 (0 = none)]
 
 
@@ -63,8 +64,11 @@ def keras_weights(model) -> dict:
 def _derived(weights: dict) -> dict:
     """Arrays the graph uses, from Keras arrays.
 
-    Layer 0's input projection (and input bias) is folded into a [V, GH] lookup table: a token's
-    gate input is then a row gather instead of an embedding lookup plus a matmul.
+    Layer 0's input projection (and input bias) is folded into a [V, GH] lookup table, so a token's gate
+    input is a row gather instead of an embedding lookup plus a matmul, unless the table is large (over
+    FOLD_LIMIT floats) and larger than the embedding and the kernel it replaces: a large vocabulary's
+    [6562, 2048] table is 32 times its [6562, 64] embedding, and the TFLite conversion holds several copies
+    of every weight.
     """
     emb = np.asarray(weights["embedding"], np.float32)
     out = {"layers": []}
@@ -74,10 +78,12 @@ def _derived(weights: dict) -> dict:
         in_bias = bias
         if bias.ndim == 2:  # GRU reset_after: [input bias, recurrent bias], each [3H]
             in_bias, layer["recurrent_bias"] = bias[0], bias[1]
-        if i == 0:
+        if i == 0 and folds(*emb.shape, np.shape(kernel)[1]):
             layer["input_table"] = emb @ np.asarray(kernel, np.float32) + in_bias  # [V, GH]
             if _residual(weights, 0):  # the first layer adds its input: the embedding row itself
                 layer["embedding"] = emb  # [V, E = H]
+        elif i == 0:
+            layer["embedding"], layer["kernel"], layer["input_bias"] = emb, np.asarray(kernel, np.float32), in_bias
         else:
             layer["kernel"], layer["input_bias"] = np.asarray(kernel, np.float32), in_bias
         norm = (weights.get("norms") or [None] * (i + 1))[i]
@@ -86,6 +92,13 @@ def _derived(weights: dict) -> dict:
         out["layers"].append(layer)
     out["logits_kernel"], out["logits_bias"] = (np.asarray(w, np.float32) for w in weights["logits"])
     return out
+
+
+def folds(vocab_size: int, embedding_dim: int, gate_width: int) -> bool:
+    """Whether layer 0 reads a [V, GH] input table: when it is small, or no larger than the [V, E] embedding
+    plus the [E, GH] kernel it replaces."""
+    table = vocab_size * gate_width
+    return table <= FOLD_LIMIT or table <= (vocab_size + gate_width) * embedding_dim
 
 
 def _residual(weights: dict, i: int) -> bool:
@@ -192,8 +205,10 @@ class CharGenerator(tf.Module):
     def _cell(self, i, token, x, parts):
         """Layer i, one time step: (token int32[B] for layer 0, else x [B, H]) and its [B, H] state parts."""
         layer = self.layers[i]
-        if i == 0:
+        if "input_table" in layer:
             gx = tf.gather(layer["input_table"], token)  # [B, GH]
+        elif i == 0:
+            gx = tf.matmul(tf.gather(layer["embedding"], token), layer["kernel"]) + layer["input_bias"]  # [B, GH]
         else:
             gx = tf.matmul(x, layer["kernel"]) + layer["input_bias"]
         gh = tf.matmul(parts[0], layer["recurrent_kernel"])  # [B, GH]
