@@ -91,3 +91,23 @@ def test_keras_litert_export_of_the_stateless_model_needs_flex_ops(lstm_export, 
     runner = interpreter.get_signature_runner()
     with pytest.raises(RuntimeError, match="Flex"):
         runner(ids=np.zeros([1, 8], np.int32))
+
+
+def test_each_save_holds_the_weights_of_its_moment(lstm_export, tmp_path):
+    # a training run writes model.keras with every checkpoint from one cached twin: never a stale copy
+    import keras
+
+    from tfchar.nn.checkpoint import save_keras_file
+
+    model = keras.models.clone_model(lstm_export.model)
+    model.set_weights(lstm_export.model.get_weights())
+    saved = []
+    for k in range(2):
+        save_keras_file(model, tmp_path / f"{k}.keras")
+        saved.append([w.copy() for w in model.get_weights()])
+        model.set_weights([w * 0.5 + 0.01 for w in model.get_weights()])  # the next "step"
+    for k, want in enumerate(saved):
+        got = keras.saving.load_model(tmp_path / f"{k}.keras").get_weights()
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)

@@ -28,6 +28,7 @@ import errno
 import json
 import os
 import shutil
+import weakref
 from pathlib import Path
 
 import keras
@@ -288,9 +289,18 @@ def _stock_layer(layer) -> keras.layers.Layer:
     return cls.from_config(config)
 
 
+_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its keras_twin, built once
+
+
 def save_keras_file(model, path: Path) -> None:
-    """Write `model`'s weights as a stock-Keras `model.keras` (see `keras_twin`)."""
-    keras_twin(model).save(path)
+    """Write `model`'s weights as a stock-Keras `model.keras` (see `keras_twin`). A model's twin is built once
+    and given the current weights at each save: a training run writes one with every checkpoint."""
+    twin = _TWINS.get(model)
+    if twin is None:
+        twin = _TWINS[model] = keras_twin(model)
+    else:
+        twin.set_weights(model.get_weights())
+    twin.save(path)
 
 
 def load_optimizer(optimizer, model, ckpt: Path) -> bool:
