@@ -40,6 +40,12 @@ def test_the_in_thread_feed_gives_the_datasets_batches(ids, scheme):
         np.testing.assert_array_equal(fy, py)
 
 
+def test_an_unknown_scheme_fails_when_the_feed_is_made_not_at_its_first_batch(ids):
+    for feed in (epoch_batches, make_dataset):
+        with pytest.raises(ValueError, match="unknown scheme 'streams'"):
+            feed(ids, 4, 8, scheme="streams")
+
+
 def test_stream_view_does_not_copy(ids):
     view = stream_view(ids, 4)
     assert np.shares_memory(view, ids)

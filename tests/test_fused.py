@@ -175,7 +175,8 @@ def test_corrupt_cached_library_is_rebuilt(monkeypatch, tmp_path):
     if native.compiler() is None:
         pytest.skip("no C++ compiler here")
     monkeypatch.setenv("TFCHAR_CACHE", str(tmp_path))
-    path = native.build()
+    path = native.library_path()  # where the build is cached: a corrupt file there, as a crash could leave
+    path.parent.mkdir(parents=True)
     path.write_bytes(b"not a shared library")
     # A fresh process (this one has the ops registered already): it rebuilds (~30 s) rather than falling
     # back to the slow loops, and the rebuilt ops compute an RNN step.

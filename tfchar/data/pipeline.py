@@ -75,8 +75,13 @@ def batch_windows(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str
         start: skip this many batches (resume in the middle of an epoch).
         stop: end the epoch before this batch (a run's max_steps).
     """
-    if scheme not in SCHEMES:
+    if scheme not in SCHEMES:  # checked when called, not at the first batch
         raise ValueError(f"unknown scheme {scheme!r}")
+    return _windows(ids, batch_size, seq_length, scheme, seed, epoch, stride, start, stop)
+
+
+def _windows(ids, batch_size, seq_length, scheme, seed, epoch, stride, start, stop) -> Iterator[np.ndarray]:
+    """`batch_windows`'s batches, for a known scheme."""
     T = seq_length
     if scheme == "stateful":
         view = stream_view(ids, batch_size)  # [B, L + 1]
@@ -103,8 +108,8 @@ def epoch_batches(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str
     the single-device training feed. Slicing a batch takes microseconds, so nothing is gained by tf.data's
     threads, and a loop may stop anywhere: tearing down a generator-backed tf.data iterator can block its
     thread for seconds (it waits for a tf.data thread that needs the GIL), which a time budget cannot afford."""
-    for w in batch_windows(ids, batch_size, seq_length, scheme, seed, epoch, stride, start, stop):
-        yield tf.convert_to_tensor(w[:, :-1]), tf.convert_to_tensor(w[:, 1:])
+    windows = batch_windows(ids, batch_size, seq_length, scheme, seed, epoch, stride, start, stop)
+    return ((tf.convert_to_tensor(w[:, :-1]), tf.convert_to_tensor(w[:, 1:])) for w in windows)
 
 
 def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str = "stateful", seed: int = 0,
@@ -112,13 +117,12 @@ def make_dataset(ids: np.ndarray, batch_size: int, seq_length: int, scheme: str 
     """One epoch of (x, y) int32[B, T] batches, y = x shifted by one character, as a tf.data pipeline (what a
     distribution strategy splits over its replicas). Arguments as `batch_windows`; `stop` lets the generator
     finish by itself, since abandoning a generator-backed iterator mid-stream can stall its teardown."""
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}")
     T = seq_length
 
     def batches():
         return batch_windows(ids, batch_size, T, scheme, seed, epoch, stride, start, stop)
 
+    batches()  # checks the arguments now, not when tf.data first asks for a batch
     ds = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec((batch_size, T + 1), tf.int32))
     ds = ds.map(lambda w: (w[:, :-1], w[:, 1:]), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from tfchar.core import config as config_lib
 from tfchar.core.errors import CheckpointError, ConfigError, TfcharError, TrainingInterrupted
-from tfchar.core.procs import alive, release_memory
+from tfchar.core.procs import alive
 from tfchar.data.corpus import load_corpus
 from tfchar.exporting.model_card import CardFacts, model_card
 from tfchar.nn.checkpoint import KERAS_FILE, load_run, load_weights, run_dir_of, save_keras_file
@@ -137,13 +137,10 @@ def _write_files(tmp: Path, gen: CharGenerator, cfg, vocab, int8: bool) -> dict:
     """Write the SavedModel, the TFLite files, vocab.json and config.toml; {name: path} of the models."""
     files = {"saved_model": tmp / "saved_model", "tflite": tmp / "model.tflite"}
     tf.saved_model.save(gen, str(files["saved_model"]), signatures=gen.signatures())
-    release_memory()  # each step below peaks on its own (a large vocabulary's conversion takes hundreds of MB)
     files["tflite"].write_bytes(to_tflite(files["saved_model"]))
-    release_memory()
     if int8:
         files["tflite_int8"] = tmp / "model_int8.tflite"
         files["tflite_int8"].write_bytes(to_tflite(files["saved_model"], int8=True))
-        release_memory()
     vocab.save(tmp / "vocab.json")
     config_lib.save(cfg, tmp / "config.toml", sections=["data", "model"])
     return files

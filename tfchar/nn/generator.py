@@ -203,24 +203,23 @@ class CharGenerator(tf.Module):
         return [state[:, j * self.hidden:(j + 1) * self.hidden] for j in range(self.state_size // self.hidden)]
 
     def _cell(self, i, token, x, parts):
-        """Layer i, one time step: (token int32[B] for layer 0, else x [B, H]) and its [B, H] state parts."""
+        """Layer i, one time step: its input (token int32[B] where layer 0 reads a table, else x [B, E or H])
+        and its [B, H] state parts."""
         layer = self.layers[i]
         if "input_table" in layer:
             gx = tf.gather(layer["input_table"], token)  # [B, GH]
-        elif i == 0:
-            gx = tf.matmul(tf.gather(layer["embedding"], token), layer["kernel"]) + layer["input_bias"]  # [B, GH]
         else:
-            gx = tf.matmul(x, layer["kernel"]) + layer["input_bias"]
+            gx = tf.matmul(x, layer["kernel"]) + layer["input_bias"]  # [B, GH]
         gh = tf.matmul(parts[0], layer["recurrent_kernel"])  # [B, GH]
         if self.cell == "gru":  # Keras reset_after: the reset gate scales the recurrent part, bias included
             gh = gh + layer["recurrent_bias"]
         return cell_step(self.cell, gx, gh, parts)
 
-    def _between(self, i, token, x, h):
+    def _between(self, i, x, h):
         """What follows layer i's cell: its input x added (residual), then layer norm. h: [B, H] -> [B, H]."""
         layer = self.layers[i]
         if self.residual[i]:
-            h = h + (tf.gather(layer["embedding"], token) if i == 0 else x)
+            h = h + x
         if self.norm_epsilon[i] is not None:
             h = layer_norm(h, layer["norm_gamma"], layer["norm_beta"], self.norm_epsilon[i])
         return h
@@ -229,9 +228,11 @@ class CharGenerator(tf.Module):
         """Read one token per row: int32[B], state parts -> top layer output [B, H], new state parts."""
         n = STATES_PER_LAYER[self.cell]
         x, new = None, []
+        if "input_table" not in self.layers[0] or self.residual[0]:
+            x = tf.gather(self.layers[0]["embedding"], token)  # [B, E]: layer 0's input, gathered once
         for i in range(self.num_layers):
             h, p = self._cell(i, token, x, parts[i * n:(i + 1) * n])
-            x = self._between(i, token, x, h)
+            x = self._between(i, x, h)
             new += p
         return x, new
 
@@ -269,22 +270,27 @@ class CharGenerator(tf.Module):
         """Sample up to n <= K tokens after the pending token, ending early after a `stop` token id (None:
         no stop check at all, as `generate` has none: each op here runs once per character).
 
+        The generator's next K states do not depend on what is sampled: they and their uniforms are made for
+        the whole chunk before the loop, which reads one per character.
+
         Returns (ids int32[K], the first `valid` of which are new, valid, Position after them).
         """
         size = self.chunk_size
+        rngs = rng_ops.states_ahead(pos.rng, size)  # int64[K, 1, 1]: the state after each of K steps
+        us = draw.scaled_uniform(rng_ops.top_bits(rngs), knobs)  # float32[K, 1, 1]
 
-        def body(t, n, token, rng, buf, *parts):
+        def body(t, n, token, buf, *parts):
             x, parts = self._advance(token, list(parts))
-            rng = rng_ops.next_rng64(rng)
-            token = pick(self._logits(x), rng_ops.top_bits(rng), knobs)  # [1]
+            token = pick(self._logits(x), tf.gather(us, t), knobs)  # [1]
             buf = tf.where(tf.range(size) == t, token, buf)  # buf[t] = token
             if stop is not None:
                 n = tf.where(tf.equal(token[0], stop), t + 1, n)  # a stop token ends the loop after it
-            return (t + 1, n, token, rng, buf, *parts)
+            return (t + 1, n, token, buf, *parts)
 
-        t, _, token, rng, buf, *parts = tf.while_loop(
+        t, _, token, buf, *parts = tf.while_loop(
             lambda t, n, *_: t < n, body,
-            (tf.constant(0), n, pos.token - 1, pos.rng, tf.zeros([size], tf.int32), *pos.parts))
+            (tf.constant(0), n, pos.token - 1, tf.zeros([size], tf.int32), *pos.parts))
+        rng = tf.where(t > 0, tf.gather(rngs, tf.maximum(t - 1, 0)), pos.rng)  # [1, 1] after t steps
         return buf, t, Position(parts, rng, token + 1)
 
     def _by_mode(self, knobs: draw.Settings, fn):

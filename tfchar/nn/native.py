@@ -79,12 +79,8 @@ def _cpu() -> str:
         return f"{platform.machine()} {platform.processor()}"
 
 
-def build(force: bool = False) -> Path:
-    """Compile the kernels (unless cached) and return the shared library's path.
-
-    Raises:
-        RuntimeError: no compiler, or the compiler failed (the message carries its last lines).
-    """
+def _recipe() -> tuple[str, list, list, Path]:
+    """(compiler, its flags, TensorFlow's flags, the cached library's path: keyed by all that makes it)."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (install g++, or set CXX)")
@@ -92,7 +88,21 @@ def build(force: bool = False) -> Path:
     tf_flags = tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
     key = hashlib.sha256("\0".join([SOURCE.read_text(), tf.__version__, _version(cxx), _cpu(), *flags, *tf_flags])
                          .encode()).hexdigest()[:16]
-    target = cache_root() / key / "rnn_loops.so"
+    return cxx, flags, tf_flags, cache_root() / key / "rnn_loops.so"
+
+
+def library_path() -> Path:
+    """Where this machine's build of the kernels is cached (it may not exist yet)."""
+    return _recipe()[3]
+
+
+def build(force: bool = False) -> Path:
+    """Compile the kernels (unless cached) and return the shared library's path.
+
+    Raises:
+        RuntimeError: no compiler, or the compiler failed (the message carries its last lines).
+    """
+    cxx, flags, tf_flags, target = _recipe()
     if target.exists() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
