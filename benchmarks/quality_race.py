@@ -45,7 +45,7 @@ from race.errors import RaceError, guard, require_torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = Path(os.environ.get("TFCHAR_SHAKESPEARE") or REPO.parent / "shared/data/tinyshakespeare/input.txt")
 SYSTEMS = ("tfchar", "lstm", "gpt")
-LABELS = {"tfchar": "tfchar 2x512 LSTM", "lstm": "PyTorch nn.LSTM 2x512", "gpt": "nanoGPT GPT 4x128"}
+LABELS = {"tfchar": "tfchar LSTM", "lstm": "PyTorch nn.LSTM 2x512", "gpt": "nanoGPT GPT 4x128"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,7 +165,7 @@ def race_tfchar(split, budgets, a, log) -> tuple:
         point = {"system": "tfchar", "seconds": r["seconds"], "steps": r["steps"], "chars": r["chars"],
                  "nats": r["nats"], "protocol": protocol}
         curve.append(point)
-        rows.append({**point, "budget": b, "params": r["params"]})
+        rows.append({**point, "budget": b, "params": r["params"], "label": r["label"]})
     return rows, curve
 
 
@@ -196,7 +196,7 @@ def main(argv=None) -> None:
     for system in systems:
         log(f"{system}:")
         r, c = {"tfchar": race_tfchar, "lstm": race_lstm, "gpt": race_gpt}[system](split, budgets, a, log)
-        rows += [{**x, "label": LABELS[system]} for x in r]
+        rows += [{"label": LABELS[system], **x} for x in r]  # tfchar's rows name the model they trained
         curve += c
     main_rows = [r for r in rows if r["budget"] == budget]
     text = f"{head}\n\nbudget {budget} s:\n\n{report.markdown_table(main_rows)}\n"

@@ -89,5 +89,7 @@ def run_tfchar(repo: Path, split, budget: int, tfchar_args: str, out_dir: Path, 
     if score["chars"] != len(split.val) - 1:
         raise RaceError(f"tfchar scored {score['chars']:,} validation characters, the split has "
                         f"{len(split.val) - 1:,} targets: its split is not nanoGPT's")
+    m = cfg["model"]
     return {"seconds": result["wall_time_s"], "steps": result["steps"], "chars": result["steps"] * chars_per_step,
-            "params": result["params"], "nats": score["nats"], "scored": score["chars"]}
+            "params": result["params"], "nats": score["nats"], "scored": score["chars"],
+            "label": f"tfchar {m['num_layers']}x{m['rnn_size']} {m['cell'].upper()}"}

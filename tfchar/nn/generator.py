@@ -270,27 +270,22 @@ class CharGenerator(tf.Module):
         """Sample up to n <= K tokens after the pending token, ending early after a `stop` token id (None:
         no stop check at all, as `generate` has none: each op here runs once per character).
 
-        The generator's next K states do not depend on what is sampled: they and their uniforms are made for
-        the whole chunk before the loop, which reads one per character.
-
         Returns (ids int32[K], the first `valid` of which are new, valid, Position after them).
         """
         size = self.chunk_size
-        rngs = rng_ops.states_ahead(pos.rng, size)  # int64[K, 1, 1]: the state after each of K steps
-        us = draw.scaled_uniform(rng_ops.top_bits(rngs), knobs)  # float32[K, 1, 1]
 
-        def body(t, n, token, buf, *parts):
+        def body(t, n, token, rng, buf, *parts):
             x, parts = self._advance(token, list(parts))
-            token = pick(self._logits(x), tf.gather(us, t), knobs)  # [1]
+            rng = rng_ops.next_rng64(rng)
+            token = pick(self._logits(x), rng_ops.top_bits(rng), knobs)  # [1]
             buf = tf.where(tf.range(size) == t, token, buf)  # buf[t] = token
             if stop is not None:
                 n = tf.where(tf.equal(token[0], stop), t + 1, n)  # a stop token ends the loop after it
-            return (t + 1, n, token, buf, *parts)
+            return (t + 1, n, token, rng, buf, *parts)
 
-        t, _, token, buf, *parts = tf.while_loop(
+        t, _, token, rng, buf, *parts = tf.while_loop(
             lambda t, n, *_: t < n, body,
-            (tf.constant(0), n, pos.token - 1, tf.zeros([size], tf.int32), *pos.parts))
-        rng = tf.where(t > 0, tf.gather(rngs, tf.maximum(t - 1, 0)), pos.rng)  # [1, 1] after t steps
+            (tf.constant(0), n, pos.token - 1, pos.rng, tf.zeros([size], tf.int32), *pos.parts))
         return buf, t, Position(parts, rng, token + 1)
 
     def _by_mode(self, knobs: draw.Settings, fn):

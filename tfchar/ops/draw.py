@@ -85,17 +85,12 @@ def _count(mask):
 
 # ============================================================================================ loop shortcuts
 
-def scaled_uniform(bits, s: Settings):
-    """bits * (2^-24 * u_scale): `rng.top_bits` of generator states -> what the picks multiply by the kept mass."""
-    return bits * s.u_unit
-
-
-def pick_full(logits, u, s: Settings):
+def pick_full(logits, bits, s: Settings):
     """FULL (k = V, p >= 1, or greedy): `draw` with the kept mass = the whole sum, the same float ops in the
     same order. Greedy: u_unit is 0, the threshold 0, and rank 0 (cdf 1) the first above it.
 
-    Each pick_* takes logits float32[B, V] and scaled uniforms float32[B, 1], `scaled_uniform(bits, s)` of
-    the generator states' top bits (the loops make a chunk's K of them at once), and returns int32[B].
+    Each pick_* takes logits float32[B, V] and bits float32[B, 1], `rng.top_bits` of the generator states
+    (u = bits * 2^-24, exact), and returns int32[B].
 
     The threshold bits * (2^-24 * u_scale) * total equals draw's u * u_scale * kept_mass bit for bit (the
     first product is exact either way), and since it is below the total (u < 1), the first cdf above it
@@ -104,12 +99,12 @@ def pick_full(logits, u, s: Settings):
     sorted_logits, order = sort_desc(logits)  # [B, V]
     e = tf.exp((sorted_logits - sorted_logits[:, :1]) * s.inv_temperature)  # [B, V]
     cdf = tf.cumsum(e, axis=1)  # [B, V]
-    threshold = u * cdf[:, -1:]  # [B, 1]
+    threshold = bits * s.u_unit * cdf[:, -1:]  # [B, 1]
     pick = tf.argmax(cdf > threshold, axis=1, output_type=tf.int32)  # [B] first rank above it
     return tf.gather(order, pick, batch_dims=1)
 
 
-def pick_truncated(logits, u, s: Settings):
+def pick_truncated(logits, bits, s: Settings):
     """TRUNCATED: `draw` without the k mask. Unmasked, the cdf of ranks < k is unchanged and the mass of the
     top k is cdf[k - 1]; ranks >= k have cdf >= that, so the nucleus count never counts them, and the kept
     rank n_keep - 1 = min(count, k - 1) is at most k - 1. The pick is FULL's, under the kept mass."""
@@ -118,7 +113,7 @@ def pick_truncated(logits, u, s: Settings):
     cdf = tf.cumsum(e, axis=1)  # [B, V]
     top_k_mass = tf.gather(cdf, [s.k - 1], axis=1)  # [B, 1]
     last = tf.minimum(_count(cdf < s.p * top_k_mass), s.k - 1)  # [B] rank of the last kept token
-    threshold = u * tf.gather(cdf, last[:, None], batch_dims=1)  # [B, 1]
+    threshold = bits * s.u_unit * tf.gather(cdf, last[:, None], batch_dims=1)  # [B, 1]
     pick = tf.argmax(cdf > threshold, axis=1, output_type=tf.int32)  # [B] first rank above it
     return tf.gather(order, pick, batch_dims=1)
 

@@ -2,10 +2,9 @@
 
 Randomness comes from the Park-Miller "minimal standard" generator x <- 16807 x mod (2^31 - 1). A
 uniform u in [0, 1) is the state's top 24 bits times 2^-24: exact in float32, so every runtime sees the
-same u. Three forms of the same sequence: `next_rng` on int32 states (Schrage's method: every intermediate
-fits in int32), `next_rng64` on int64 states (two ops: the product fits in int64), and `states_ahead`, the
-next K states at once (x_t = x * 16807^t mod (2^31 - 1)), which the sampling loops read: the sequence does
-not depend on what is sampled, so a chunk's K draws cost two ops for the chunk, not six per character.
+same u. Two forms of the same step: `next_rng` on int32 states (Schrage's method: every intermediate fits
+in int32) and `next_rng64` on int64 states (two ops: the product fits in int64), which the sampling loops
+carry because each op in a loop body costs time on every character.
 
 Shapes: B batch (parallel streams).
 
@@ -39,21 +38,6 @@ def next_rng(x):
 def next_rng64(x):
     """`next_rng` on int64 states: the same sequence in two ops."""
     return tf.math.floormod(x * MULTIPLIER, MODULUS)
-
-
-def powers(k: int) -> np.ndarray:
-    """int64[k]: MULTIPLIER^t mod MODULUS for t = 1..k (exact integers)."""
-    out, x = [], 1
-    for _ in range(k):
-        x = x * MULTIPLIER % MODULUS
-        out.append(x)
-    return np.asarray(out, np.int64)
-
-
-def states_ahead(x, k: int):
-    """The states after 1..k steps of each int64 state in x [...]: int64[k, ...] (the products fit in int64)."""
-    p = tf.constant(powers(k).reshape([k] + [1] * len(x.shape)))  # [k, 1...]
-    return tf.math.floormod(x[None] * p, MODULUS)
 
 
 def seed_rng(seed):
