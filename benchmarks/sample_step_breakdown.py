@@ -20,7 +20,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +37,11 @@ def timed(gen, args: dict, repeats: int) -> tuple[float, np.ndarray]:
 
     from tfchar.runtimes.convert import function_tflite
 
+    from sample_throughput import best_time
+
     g = Interpreter(model_content=function_tflite(gen.generate.get_concrete_function(), gen),
                     num_threads=1).get_signature_runner()
-    out = g(**args)["codepoints"]
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        g(**args)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    return best_time(lambda: g(**args), repeats)[0], g(**args)["codepoints"]
 
 
 def unrolled_sample(u: int):
