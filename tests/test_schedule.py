@@ -17,7 +17,7 @@ def test_char_rnn_schedule_is_char_rnns_per_epoch_decay():
     want = [2e-3] * 10 + [2e-3 * 0.97 ** k for k in range(1, 6)]
     got = [char_rnn(2e-3, 0.97, 10, epoch) for epoch in range(15)]
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    t = config_lib.TrainConfig()
+    t = config_lib.TrainConfig(lr_schedule="char-rnn")
     assert learning_rate(t, Position(step=123, epoch=12, progress=0.99)) == pytest.approx(2e-3 * 0.97 ** 3)
 
 

@@ -14,7 +14,7 @@ from tfchar.exporting.exporter import SIGNATURES
 from tfchar.runtimes.load import load_runtime
 
 SHIPPED = ROOT / "saved_models" / "tiny_shakespeare"
-TEST_BPC = 2.28  # what it was shipped with, 2.2725 (README); a re-export or retraining must not do worse
+TEST_BPC = 2.21  # what it was shipped with, 2.2059 (README); a re-export or retraining must not do worse
 MAX_BYTES = 20_000_000  # the export directory
 
 

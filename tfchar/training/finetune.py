@@ -35,7 +35,7 @@ FREE_KEYS = ("implementation",)  # besides the *dropout keys: [model] keys a fin
 # Train keys a fine-tuning run starts from unless the pipeline or a flag sets them (README: Fine-tuning).
 FINETUNE_DEFAULTS = {
     "learning_rate": 1e-3,  # half the from-scratch rate: large early updates would wash out what was learned
-    "lr_decay_after": 0,  # decay from the first epoch (x0.97 each): a small text is seen many times
+    "lr_decay_after": 0,  # with char-rnn's schedule, decay from the first epoch: a small text is seen many times
 }
 
 
